@@ -1,0 +1,80 @@
+"""Crawl settings, and the strict TOML-section reader every layer's config uses."""
+from __future__ import annotations
+
+import dataclasses
+import typing
+from dataclasses import dataclass, field
+from typing import Any, TypeVar
+
+from crawler.errors import ConfigError
+
+T = TypeVar("T")
+
+
+def from_dict(cls: type[T], data: dict[str, Any], where: str) -> T:
+    """Build frozen dataclass `cls` from `data`; unknown keys or wrong types raise ConfigError.
+
+    `where` names the file and section for the message, e.g. "configs/x.toml [crawl]".
+    """
+    if not isinstance(data, dict):
+        raise ConfigError(f"{where}: expected a table, got {type(data).__name__}")
+    hints = typing.get_type_hints(cls)
+    names = {f.name for f in dataclasses.fields(cls)}
+    unknown = sorted(set(data) - names)
+    if unknown:
+        raise ConfigError(f"{where}: unknown key(s) {', '.join(unknown)}; known: {', '.join(sorted(names))}")
+    values = {}
+    for key, value in data.items():
+        values[key] = _check_type(value, hints[key], f"{where} {key}")
+    try:
+        return cls(**values)
+    except (TypeError, ValueError) as exc:
+        raise ConfigError(f"{where}: {exc}") from None
+
+
+def _check_type(value: Any, hint: Any, where: str) -> Any:
+    origin = typing.get_origin(hint)
+    if origin is tuple:
+        (item_type, *_rest) = typing.get_args(hint)
+        if not isinstance(value, list | tuple):
+            raise ConfigError(f"{where}: expected a list, got {value!r}")
+        return tuple(_check_type(v, item_type, where) for v in value)
+    if hint is float:
+        if isinstance(value, bool) or not isinstance(value, int | float):
+            raise ConfigError(f"{where}: expected a number, got {value!r}")
+        return float(value)
+    if hint is int or hint is bool or hint is str:
+        if type(value) is not hint:
+            raise ConfigError(f"{where}: expected {hint.__name__}, got {value!r}")
+        return value
+    return value
+
+
+@dataclass(frozen=True)
+class CrawlConfig:
+    """How to crawl: scope, politeness and limits."""
+
+    max_pages: int = 1000
+    max_depth: int = 20
+    max_page_bytes: int = 10_000_000
+    concurrency: int = 8
+    concurrency_per_host: int = 8
+    download_delay_s: float = 0.0
+    autothrottle: bool = False
+    obey_robots: bool = True
+    user_agent: str = "FathomBot/0.1 (+https://github.com/fathom; local private search)"
+    timeout_s: float = 30.0
+    retries: int = 2
+    max_redirects: int = 5
+    include: tuple[str, ...] = ()
+    exclude: tuple[str, ...] = ()
+    allowed_hosts: tuple[str, ...] = ()
+    path_prefixes: tuple[str, ...] = ()
+
+    def __post_init__(self) -> None:
+        if self.max_pages < 1:
+            raise ValueError("max_pages must be at least 1")
+        if self.concurrency < 1 or self.concurrency_per_host < 1:
+            raise ValueError("concurrency must be at least 1")
+        if self.download_delay_s < 0:
+            raise ValueError("download_delay_s must not be negative")

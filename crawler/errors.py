@@ -1,0 +1,61 @@
+"""The one exception tree of Fathom.
+
+It lives in the lowest layer (crawler) so every layer above can raise and catch it::
+
+    FathomError
+    ├── ConfigError        a setting is unknown, mistyped or out of range
+    ├── CrawlError         a crawl could not run at all (bad seed, store locked)
+    ├── StoreError         the crawl store (DuckDB) is missing or unreadable
+    ├── IndexError_        base of index problems (named IndexProblem)
+    │   ├── IndexNotFound  no index has been built in this data directory
+    │   ├── IndexMismatch  the index was built with other settings than asked for
+    │   ├── IndexCorrupt   a file of the index is missing or damaged
+    │   └── IndexLocked    another writer holds the index lock
+    ├── ModelUnavailable   a model file or package is missing or fails its checksum
+    └── QueryError         a question or query cannot be handled
+"""
+from __future__ import annotations
+
+
+class FathomError(Exception):
+    """Base of every error Fathom raises on purpose; the message says what to do."""
+
+
+class ConfigError(FathomError):
+    """A configuration key is unknown, has the wrong type, or is out of range."""
+
+
+class CrawlError(FathomError):
+    """A crawl could not be started or failed as a whole."""
+
+
+class StoreError(FathomError):
+    """The crawl store is missing or cannot be read."""
+
+
+class IndexProblem(FathomError):
+    """Base of index errors."""
+
+
+class IndexNotFound(IndexProblem):
+    """No index exists in the data directory yet."""
+
+
+class IndexMismatch(IndexProblem):
+    """The index on disk was built with different settings (embedder, dimension, format)."""
+
+
+class IndexCorrupt(IndexProblem):
+    """A file of the index is missing, truncated or fails its checksum."""
+
+
+class IndexLocked(IndexProblem):
+    """Another process is writing the index."""
+
+
+class ModelUnavailable(FathomError):
+    """A model is not installed, not assembled, or fails its checksum."""
+
+
+class QueryError(FathomError):
+    """A query or question cannot be processed."""

@@ -1,0 +1,92 @@
+"""Run a crawl. `crawl()` starts a child process because Twisted's reactor cannot
+restart inside one process; the child (`python -m crawler.run`) prints a JSON report."""
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import subprocess
+import sys
+import time
+
+from crawler.config import CrawlConfig
+from crawler.errors import CrawlError
+from crawler.types import CrawlReport
+from crawler.urls import Scope, normalize_url
+
+
+def scrapy_settings(config: CrawlConfig) -> dict:
+    """Scrapy settings for a crawl. Scheduler and dupefilter stay Scrapy's defaults, so a
+    distributed pair (scrapy-redis) can replace them through SCHEDULER / DUPEFILTER_CLASS."""
+    return {
+        "BOT_NAME": "fathom",
+        "USER_AGENT": config.user_agent,
+        "ROBOTSTXT_OBEY": config.obey_robots,
+        "CONCURRENT_REQUESTS": config.concurrency,
+        "CONCURRENT_REQUESTS_PER_DOMAIN": config.concurrency_per_host,
+        "DOWNLOAD_DELAY": config.download_delay_s,
+        "AUTOTHROTTLE_ENABLED": config.autothrottle,
+        "DOWNLOAD_TIMEOUT": config.timeout_s,
+        "DOWNLOAD_MAXSIZE": config.max_page_bytes,
+        "DOWNLOAD_WARNSIZE": 0,
+        "RETRY_TIMES": config.retries,
+        "REDIRECT_MAX_TIMES": config.max_redirects,
+        "DEPTH_LIMIT": config.max_depth,
+        "COOKIES_ENABLED": False,
+        "TELNETCONSOLE_ENABLED": False,
+        "LOG_LEVEL": os.environ.get("FATHOM_CRAWL_LOG", "ERROR"),
+        "ITEM_PIPELINES": {"crawler.pipelines.StorePipeline": 300},
+        "REQUEST_FINGERPRINTER_IMPLEMENTATION": "2.7",
+    }
+
+
+def crawl(seeds: list[str], config: CrawlConfig, store_path: str,
+          max_pages: int | None = None) -> CrawlReport:
+    """Crawl `seeds` into the store at `store_path` and return the report."""
+    if not seeds:
+        raise CrawlError("no seed URL given")
+    for s in seeds:
+        if not s.startswith(("http://", "https://")):
+            raise CrawlError(f"seed {s!r} is not an http(s) URL")
+    if max_pages is not None:
+        config = dataclasses.replace(config, max_pages=max_pages)
+    args = {"seeds": seeds, "store": os.path.abspath(store_path), "config": dataclasses.asdict(config)}
+    proc = subprocess.run([sys.executable, "-m", "crawler.run"], input=json.dumps(args),
+                          capture_output=True, text=True)
+    lines = [ln for ln in proc.stdout.splitlines() if ln.startswith("{")]
+    if proc.returncode != 0 or not lines:
+        tail = proc.stderr.strip().splitlines()[-5:]
+        raise CrawlError(f"crawl process failed (exit {proc.returncode}): {' | '.join(tail)}")
+    if proc.stderr.strip():
+        sys.stderr.write(proc.stderr)
+    return CrawlReport(**json.loads(lines[-1]))
+
+
+def _child() -> None:
+    from scrapy.crawler import CrawlerProcess
+
+    from crawler.spider import SiteSpider
+
+    args = json.loads(sys.stdin.read())
+    config = CrawlConfig(**{k: tuple(v) if isinstance(v, list) else v for k, v in args["config"].items()})
+    seeds = [normalize_url(s) for s in args["seeds"]]
+    scope = Scope.from_seeds(seeds, config.allowed_hosts, config.path_prefixes, config.include, config.exclude)
+    started = time.monotonic()
+    process = CrawlerProcess(settings=scrapy_settings(config))
+    crawler = process.create_crawler(SiteSpider)
+    process.crawl(crawler, seeds=seeds, store_path=args["store"], max_pages=config.max_pages, scope=scope)
+    process.start()
+    spider = crawler.spider
+    from crawler.store import CrawlStore
+    c = spider.counts
+    report = CrawlReport(run_id=spider.run_id, fetched=c["fetched"], new=c["new"], changed=c["changed"],
+                         unchanged=c["unchanged"], deleted=c["deleted"], errors=c["errors"],
+                         skipped=dict(spider.skipped), elapsed_s=round(time.monotonic() - started, 3))
+    with CrawlStore(args["store"]) as store:
+        report = dataclasses.replace(report, pages_total=store.stats()["pages"])
+        store.end_run(report.run_id, dataclasses.asdict(report))
+    print(json.dumps(dataclasses.asdict(report)), flush=True)
+
+
+if __name__ == "__main__":
+    _child()

@@ -1,0 +1,33 @@
+"""Data that flows out of the crawler."""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+
+@dataclass(frozen=True)
+class Page:
+    """The current version of one crawled page, as stored."""
+
+    url: str
+    title: str
+    text: str  # headings as '#'-prefixed lines, paragraphs split by blank lines, code fenced
+    content_hash: str
+    lang: str = ""
+    fetched_at: str = ""
+    changed_at: str = ""
+
+
+@dataclass(frozen=True)
+class CrawlReport:
+    """What one crawl run did; `skipped` counts each reason a URL was not stored."""
+
+    run_id: int
+    fetched: int
+    new: int
+    changed: int
+    unchanged: int
+    deleted: int
+    errors: int
+    skipped: dict[str, int] = field(default_factory=dict)
+    elapsed_s: float = 0.0
+    pages_total: int = 0

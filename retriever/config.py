@@ -1,0 +1,25 @@
+"""Retrieval settings (the [retrieve] table of the config)."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class RetrieveConfig:
+    """Candidate depths per engine, fusion and result shaping."""
+
+    k: int = 10
+    bm25_candidates: int = 50
+    dense_candidates: int = 50
+    rrf_k: int = 60
+    bm25_weight: float = 1.0
+    dense_weight: float = 1.0
+    max_chunks_per_page: int = 1
+    snippet_chars: int = 240
+    max_query_chars: int = 2000
+
+    def __post_init__(self) -> None:
+        if self.k < 1 or self.bm25_candidates < 0 or self.dense_candidates < 0:
+            raise ValueError("k must be >= 1 and candidate depths >= 0")
+        if self.max_chunks_per_page < 1:
+            raise ValueError("max_chunks_per_page must be at least 1")

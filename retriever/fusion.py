@@ -1,0 +1,13 @@
+"""Rank fusion of the lexical and dense candidate lists."""
+from __future__ import annotations
+
+
+def reciprocal_rank_fusion(rankings: list[list[int]], k: int = 60,
+                           weights: list[float] | None = None) -> dict[int, float]:
+    """RRF: score(d) = sum_i w_i / (k + rank_i(d)), ranks starting at 1."""
+    weights = weights or [1.0] * len(rankings)
+    scores: dict[int, float] = {}
+    for ranking, w in zip(rankings, weights):
+        for rank, doc in enumerate(ranking, start=1):
+            scores[doc] = scores.get(doc, 0.0) + w / (k + rank)
+    return scores

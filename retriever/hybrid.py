@@ -1,0 +1,126 @@
+"""Hybrid retrieval: BM25 (tantivy) and dense (hnswlib) candidates fused by RRF,
+collapsed per page, with a plain-text snippet around the query terms."""
+from __future__ import annotations
+
+import re
+import time
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from indexer.embedding import Embedder
+from indexer.hybrid_index import HybridIndex
+from indexer.lexical import query_terms
+from retriever.config import RetrieveConfig
+from retriever.fusion import reciprocal_rank_fusion
+
+
+@dataclass(frozen=True)
+class Hit:
+    """One retrieved passage with where it came from and why it ranked."""
+
+    chunk_id: int
+    url: str
+    title: str
+    heading: str
+    text: str
+    snippet: str
+    score: float
+    bm25_rank: int | None = None  # 1-based; None when BM25 did not return it
+    dense_rank: int | None = None
+    bm25_score: float | None = None
+    dense_score: float | None = None  # cosine similarity
+
+
+@dataclass(frozen=True)
+class SearchResult:
+    hits: list[Hit]
+    timings_ms: dict[str, float] = field(default_factory=dict)
+    notes: tuple[str, ...] = ()
+
+
+class HybridRetriever:
+    """Searches one loaded HybridIndex with one embedder."""
+
+    def __init__(self, index: HybridIndex, embedder: Embedder, config: RetrieveConfig = RetrieveConfig()):
+        self.index = index
+        self.embedder = embedder
+        self.config = config
+
+    def search(self, query: str, k: int | None = None, max_per_page: int | None = None) -> SearchResult:
+        """Top `k` hits, at most `max_per_page` chunks of one page; never raises on odd input."""
+        cfg = self.config
+        k = k or cfg.k
+        max_per_page = max_per_page or cfg.max_chunks_per_page
+        notes: list[str] = []
+        timings: dict[str, float] = {}
+        query = (query or "").strip()
+        if len(query) > cfg.max_query_chars:
+            notes.append(f"query truncated from {len(query)} to {cfg.max_query_chars} characters")
+            query = query[:cfg.max_query_chars]
+        if not query or not self.index.chunks:
+            return SearchResult([], timings, tuple(notes))
+        t = time.perf_counter()
+        lexical = self.index.lexical.search(query, cfg.bm25_candidates)
+        timings["bm25_ms"] = (time.perf_counter() - t) * 1000
+        dense: list[tuple[int, float]] = []
+        if cfg.dense_candidates > 0:
+            t = time.perf_counter()
+            qvec = self.embedder.embed_query(query)
+            timings["embed_ms"] = (time.perf_counter() - t) * 1000
+            t = time.perf_counter()
+            n = min(cfg.dense_candidates, self.index.dense.get_current_count())
+            labels, dists = self.index.dense.knn_query(np.asarray(qvec, np.float32).reshape(1, -1), k=n)
+            dense = [(int(l), 1.0 - float(d)) for l, d in zip(labels[0], dists[0])]
+            timings["dense_ms"] = (time.perf_counter() - t) * 1000
+        t = time.perf_counter()
+        fused = reciprocal_rank_fusion([[c for c, _ in lexical], [c for c, _ in dense]], cfg.rrf_k,
+                                       [cfg.bm25_weight, cfg.dense_weight])
+        lex_info = {c: (r, s) for r, (c, s) in enumerate(lexical, start=1)}
+        dense_info = {c: (r, s) for r, (c, s) in enumerate(dense, start=1)}
+        per_page: dict[str, int] = {}
+        terms = set(query_terms(query))
+        hits: list[Hit] = []
+        for cid, score in sorted(fused.items(), key=lambda kv: (-kv[1], kv[0])):
+            chunk = self.index.chunks.get(cid)
+            if chunk is None:
+                continue
+            if per_page.get(chunk.url, 0) >= max_per_page:
+                continue
+            per_page[chunk.url] = per_page.get(chunk.url, 0) + 1
+            lr, ls = lex_info.get(cid, (None, None))
+            dr, ds = dense_info.get(cid, (None, None))
+            hits.append(Hit(chunk_id=cid, url=chunk.url, title=chunk.title, heading=chunk.heading,
+                            text=chunk.text, snippet=make_snippet(chunk.text, terms, cfg.snippet_chars),
+                            score=round(score, 6), bm25_rank=lr, dense_rank=dr, bm25_score=ls, dense_score=ds))
+            if len(hits) >= k:
+                break
+        timings["fuse_ms"] = (time.perf_counter() - t) * 1000
+        return SearchResult(hits, timings, tuple(notes))
+
+
+_WORD = re.compile(r"\w+")
+
+
+def make_snippet(text: str, terms: set[str], width: int = 240) -> str:
+    """The `width`-character window of `text` holding the most query terms, as plain text."""
+    flat = " ".join(text.replace("```", " ").split())
+    if len(flat) <= width:
+        return flat
+    stems = {t[:5] for t in terms if len(t) > 2}
+    hits = [m.start() for m in _WORD.finditer(flat) if m.group().lower()[:5] in stems]
+    start = 0
+    if hits:
+        best, j = (0, hits[0]), 0
+        for i, p in enumerate(hits):  # densest run of matches that fits in 2/3 of the width
+            while p - hits[j] > width * 2 // 3:
+                j += 1
+            if i - j + 1 > best[0]:
+                best = (i - j + 1, hits[j])
+        start = max(0, best[1] - width // 4)
+        if start:
+            start = flat.rfind(" ", 0, start) + 1
+    snippet = flat[start:start + width]
+    if start + width < len(flat) and snippet.rfind(" ") > width // 2:
+        snippet = snippet[:snippet.rfind(" ")]
+    return ("… " if start > 0 else "") + snippet + (" …" if start + len(snippet) < len(flat) else "")

@@ -1,0 +1,83 @@
+"""Citation checking: keep only [n] markers that point at a retrieved passage which
+supports the sentence, re-attach or drop unsupported sentences, renumber what is cited."""
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+
+from synthesizer.textutil import content_terms, split_sentences, support
+
+_MARKER = re.compile(r"\s*\[(\d{1,3}(?:\s*,\s*\d{1,3})*)\]")
+ABSTAIN_PATTERNS = re.compile(
+    r"not in (the )?sources|sources (do not|don't|doesn't|does not) (say|answer|contain|mention)|"
+    r"(cannot|can't|unable to) (find|answer|determine)|no information|not mentioned|not provided",
+    re.I)
+
+
+@dataclass(frozen=True)
+class Checked:
+    """The verified answer text with markers numbered over `cited` (passage indexes, 0-based)."""
+
+    text: str
+    cited: tuple[int, ...]
+    kept: int  # sentences kept
+    dropped: int  # sentences dropped as unsupported
+    invalid_markers: int  # markers that pointed at no passage
+    supported_citations: int
+    total_citations: int
+
+
+def verify(answer: str, passages: list[str], min_support: float, drop_unsupported: bool = True) -> Checked:
+    """Check every sentence of `answer` against the passages it cites.
+
+    A marker [n] outside 1..len(passages) is removed. A sentence whose cited passages do not
+    support it (share of content words < min_support) is re-attached to the best supporting
+    passage if one does, otherwise dropped (or kept without a marker when drop_unsupported is
+    False). Markers are renumbered 1..m in order of first use."""
+    terms = [content_terms(p) for p in passages]
+    kept_sentences: list[tuple[str, list[int]]] = []
+    dropped = invalid = supported = total = 0
+    for sentence in split_sentences(answer):
+        refs: list[int] = []
+        for m in _MARKER.finditer(sentence):
+            for num in m.group(1).split(","):
+                n = int(num) - 1
+                if 0 <= n < len(passages):
+                    if n not in refs:
+                        refs.append(n)
+                else:
+                    invalid += 1
+        claim = _MARKER.sub("", sentence).strip()
+        if not content_terms(claim):
+            continue  # fragments such as "1." or ":" carry no claim
+        good = [n for n in refs if support(claim, terms[n]) >= min_support]
+        total += len(refs)
+        supported += len(good)
+        if not good:
+            scores = [support(claim, t) for t in terms]
+            best = max(range(len(scores)), key=scores.__getitem__) if scores else -1
+            if best >= 0 and scores[best] >= min_support:
+                good = [best]
+            elif drop_unsupported:
+                dropped += 1
+                continue
+        kept_sentences.append((claim, good))
+    order: list[int] = []
+    for _, refs in kept_sentences:
+        for n in refs:
+            if n not in order:
+                order.append(n)
+    number = {n: i + 1 for i, n in enumerate(order)}
+    parts = []
+    for claim, refs in kept_sentences:
+        marks = "".join(f"[{number[n]}]" for n in refs)
+        if marks and claim[-1:] in ".!?:":
+            parts.append(f"{claim[:-1]} {marks}{claim[-1]}")
+        else:
+            parts.append(f"{claim} {marks}".rstrip())
+    return Checked(text=" ".join(parts), cited=tuple(order), kept=len(kept_sentences), dropped=dropped,
+                   invalid_markers=invalid, supported_citations=supported, total_citations=total)
+
+
+def looks_like_abstention(text: str) -> bool:
+    return bool(ABSTAIN_PATTERNS.search(text[:300]))

@@ -1,0 +1,37 @@
+"""Answering settings (the [answer] table of the config)."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+MODES = ("fast", "slow", "auto")
+
+
+@dataclass(frozen=True)
+class AnswerConfig:
+    """Models, context budgets and deadlines of the fast and slow modes."""
+
+    mode: str = "auto"
+    fast_model: str = "qwen2.5-coder-0.5b"
+    slow_model: str = "qwen2.5-coder-1.5b"
+    fast_passages: int = 3
+    slow_passages: int = 5
+    fast_passage_words: int = 60  # fast mode quotes only this many words of each passage
+    fast_max_tokens: int = 160
+    slow_max_tokens: int = 256
+    fast_n_ctx: int = 2048
+    slow_n_ctx: int = 4096
+    n_threads: int = 2
+    fast_deadline_s: float = 20.0
+    slow_deadline_s: float = 90.0
+    max_question_chars: int = 1000
+    min_support: float = 0.5  # share of a sentence's content words found in its cited passage
+    min_evidence: float = 0.5  # share of question content words that the best passages must hold
+
+    def __post_init__(self) -> None:
+        if self.mode not in MODES:
+            raise ValueError(f"mode must be one of {MODES}")
+        for name in ("fast_passages", "slow_passages", "fast_max_tokens", "slow_max_tokens", "n_threads"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"{name} must be at least 1")
+        if not 0 <= self.min_support <= 1 or not 0 <= self.min_evidence <= 1:
+            raise ValueError("min_support and min_evidence are shares between 0 and 1")

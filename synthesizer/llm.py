@@ -1,0 +1,126 @@
+"""The local LLM: llama-cpp-python models loaded once per process, and a LlamaIndex
+LLM over them that applies each GGUF's own chat template."""
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Iterator, Sequence
+from typing import Any
+
+from llama_index.core.base.llms.types import (ChatMessage, ChatResponse, ChatResponseGen,
+                                              CompletionResponse, CompletionResponseGen, LLMMetadata,
+                                              MessageRole)
+from llama_index.core.llms.callbacks import llm_chat_callback, llm_completion_callback
+from llama_index.core.llms.custom import CustomLLM
+from pydantic import PrivateAttr
+
+from crawler.errors import ModelUnavailable
+from synthesizer.backends import load_ggml_backends
+from synthesizer.models import model_path
+
+STOP = ["<|im_end|>", "<|endoftext|>"]
+_CACHE: dict[tuple[str, int, int], Any] = {}
+_LOCK = threading.Lock()
+
+
+def load_llama(name: str, n_ctx: int, n_threads: int):
+    """A llama_cpp.Llama for model `name`, created once per process and reused."""
+    import llama_cpp
+
+    path = model_path(name)
+    key = (path, n_ctx, n_threads)
+    with _LOCK:
+        if key not in _CACHE:
+            logging.getLogger("llama-cpp-python").setLevel(logging.ERROR)
+            load_ggml_backends(model_path("smollm2-135m") if _smol_ok() else path)
+            try:
+                _CACHE[key] = llama_cpp.Llama(model_path=path, n_ctx=n_ctx, n_threads=n_threads,
+                                              verbose=False)
+            except ValueError as exc:
+                raise ModelUnavailable(f"llama.cpp could not load {path}: {exc}") from None
+        return _CACHE[key]
+
+
+def _smol_ok() -> bool:
+    try:
+        model_path("smollm2-135m")
+        return True
+    except ModelUnavailable:
+        return False
+
+
+class LlamaCppLLM(CustomLLM):
+    """LlamaIndex LLM over a llama-cpp-python model; chat uses the template in the GGUF
+    (ChatML for SmolLM2 and Qwen2.5) and stops at <|im_end|>."""
+
+    model_name: str = "qwen2.5-coder-0.5b"
+    n_ctx: int = 2048
+    n_threads: int = 2
+    max_tokens: int = 160
+    temperature: float = 0.0
+    _llama: Any = PrivateAttr(default=None)
+
+    def __init__(self, **kw: Any):
+        super().__init__(**kw)
+        self._llama = load_llama(self.model_name, self.n_ctx, self.n_threads)
+
+    @property
+    def llama(self):
+        return self._llama
+
+    @property
+    def metadata(self) -> LLMMetadata:
+        return LLMMetadata(context_window=self.n_ctx, num_output=self.max_tokens, is_chat_model=True,
+                           model_name=self.model_name)
+
+    def count_tokens(self, text: str) -> int:
+        return len(self._llama.tokenize(text.encode("utf-8", "ignore"), add_bos=False, special=False))
+
+    def _gen_kwargs(self, kw: dict) -> dict:
+        return {"max_tokens": kw.get("max_tokens", self.max_tokens),
+                "temperature": kw.get("temperature", self.temperature),
+                "stop": STOP, "repeat_penalty": kw.get("repeat_penalty", 1.1)}
+
+    @llm_completion_callback()
+    def complete(self, prompt: str, formatted: bool = False, **kw: Any) -> CompletionResponse:
+        out = self._llama.create_completion(prompt, **self._gen_kwargs(kw))
+        return CompletionResponse(text=out["choices"][0]["text"], raw=out)
+
+    @llm_completion_callback()
+    def stream_complete(self, prompt: str, formatted: bool = False, **kw: Any) -> CompletionResponseGen:
+        def gen() -> CompletionResponseGen:
+            text = ""
+            for part in self._llama.create_completion(prompt, stream=True, **self._gen_kwargs(kw)):
+                delta = part["choices"][0]["text"]
+                text += delta
+                yield CompletionResponse(text=text, delta=delta)
+        return gen()
+
+    @staticmethod
+    def _messages(messages: Sequence[ChatMessage]) -> list[dict]:
+        return [{"role": m.role.value, "content": m.content or ""} for m in messages]
+
+    @llm_chat_callback()
+    def chat(self, messages: Sequence[ChatMessage], **kw: Any) -> ChatResponse:
+        out = self._llama.create_chat_completion(self._messages(messages), **self._gen_kwargs(kw))
+        return ChatResponse(message=ChatMessage(role=MessageRole.ASSISTANT,
+                                                content=out["choices"][0]["message"]["content"]), raw=out)
+
+    @llm_chat_callback()
+    def stream_chat(self, messages: Sequence[ChatMessage], **kw: Any) -> ChatResponseGen:
+        def gen() -> ChatResponseGen:
+            text = ""
+            for part in self._llama.create_chat_completion(self._messages(messages), stream=True,
+                                                           **self._gen_kwargs(kw)):
+                delta = part["choices"][0]["delta"].get("content") or ""
+                if not delta:
+                    continue
+                text += delta
+                yield ChatResponse(message=ChatMessage(role=MessageRole.ASSISTANT, content=text), delta=delta)
+        return gen()
+
+
+def stream_text(llm: LlamaCppLLM, messages: list[ChatMessage], **kw: Any) -> Iterator[str]:
+    """Just the text deltas of a streamed chat."""
+    for resp in llm.stream_chat(messages, **kw):
+        yield resp.delta or ""

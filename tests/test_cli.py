@@ -1,0 +1,63 @@
+"""The CLI as a user runs it: a real subprocess per command."""
+import json
+import os
+import subprocess
+import sys
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def fathom(*args, env=None):
+    return subprocess.run([sys.executable, "-m", "fathom", *args], capture_output=True, text=True,
+                          cwd=ROOT, env={**os.environ, **(env or {})}, timeout=300)
+
+
+def test_help_lists_the_commands():
+    out = fathom("--help")
+    assert out.returncode == 0
+    for cmd in ("crawl", "index", "search", "ask", "status", "demo"):
+        assert cmd in out.stdout
+
+
+def test_search_json_contract(built_engine):
+    out = fathom("search", "turning the compost heap", "-k", "3", "--json", "--data", built_engine.data_dir)
+    assert out.returncode == 0, out.stderr
+    data = json.loads(out.stdout)
+    assert data["hits"][0]["url"].endswith("compost.html")
+    assert {"url", "title", "score", "snippet"} <= set(data["hits"][0])
+
+
+def test_status_json_shows_persisted_settings(built_engine):
+    out = fathom("status", "--json", "--data", built_engine.data_dir)
+    assert out.returncode == 0, out.stderr
+    data = json.loads(out.stdout)
+    settings = data["index"]["settings"]
+    assert settings["ef_construction"] == 200 and settings["compression_level"] == 4
+    assert settings["embedder"] == "all-MiniLM-L6-v2"
+    assert data["crawl"]["pages"] == 4
+
+
+def test_ask_json_contract_with_tiny_model(built_engine, tmp_path):
+    cfg = tmp_path / "tiny.toml"
+    cfg.write_text('[answer]\nfast_model = "smollm2-135m"\nfast_max_tokens = 40\n')
+    out = fathom("ask", "Why water early in the morning?", "--mode", "fast", "--json",
+                 "--data", built_engine.data_dir, "--config", str(cfg))
+    assert out.returncode == 0, out.stderr
+    data = json.loads(out.stdout)
+    assert {"answer", "mode", "reason", "abstained", "citations", "timings"} <= set(data)
+    for c in data["citations"]:
+        assert {"n", "url", "title", "snippet"} <= set(c)
+
+
+def test_missing_index_is_a_one_line_error(tmp_path):
+    out = fathom("search", "x", "--data", str(tmp_path / "nothing"))
+    assert out.returncode == 1
+    assert out.stderr.strip().startswith("error: no index")
+    assert "Traceback" not in out.stderr and len(out.stderr.strip().splitlines()) == 1
+
+
+def test_bad_config_is_a_one_line_error(tmp_path):
+    cfg = tmp_path / "bad.toml"
+    cfg.write_text("[index]\nbogus = 1\n")
+    out = fathom("status", "--config", str(cfg), "--data", str(tmp_path))
+    assert out.returncode == 1 and "bogus" in out.stderr and "Traceback" not in out.stderr

@@ -1,0 +1,112 @@
+import json
+import os
+import shutil
+
+import pytest
+
+from crawler.errors import IndexCorrupt, IndexLocked, IndexMismatch, IndexNotFound
+from indexer.build import build_index
+from indexer.config import IndexConfig
+from indexer.generations import WriterLock, current_generation
+from indexer.hybrid_index import HybridIndex
+import numpy as np
+
+from indexer.vectors import LEVELS, build_hnsw, load_hnsw, save_hnsw
+
+
+@pytest.fixture()
+def index_copy(built_engine, tmp_path):
+    root = tmp_path / "index"
+    shutil.copytree(built_engine.index_root, root)
+    return str(root)
+
+
+def test_manifest_round_trip_restores_settings(built_engine, embedder, tmp_path):
+    cfg = IndexConfig(hnsw_m=12, ef_construction=150, ef_search=77, compression_level=2, chunk_words=120)
+    root = str(tmp_path / "idx")
+    build_index(built_engine.store_path, root, cfg, embedder)
+    idx = HybridIndex.open(root, "all-MiniLM-L6-v2")
+    m = idx.manifest
+    assert (m.hnsw_m, m.ef_construction, m.ef_search, m.compression_level, m.chunk_words) == (12, 150, 77, 2, 120)
+    assert idx.dense.ef == 77  # hnswlib forgets ef on load; we restore it
+    assert m.embedder == "all-MiniLM-L6-v2" and m.embedder_dim == 384 and len(m.embedder_checksum) == 64
+    assert m.chunks == len(idx.chunks) == idx.lexical.num_docs == idx.dense.get_current_count()
+
+
+@pytest.mark.parametrize("level", LEVELS)
+def test_each_compression_level_loads_and_finds_the_page(built_engine, embedder, tmp_path, level):
+    root = str(tmp_path / f"idx{level}")
+    build_index(built_engine.store_path, root, IndexConfig(compression_level=level), embedder)
+    idx = HybridIndex.open(root)
+    labels, _ = idx.dense.knn_query(embedder.embed_query("remove tomato suckers to get larger fruit"), k=1)
+    assert idx.chunks[int(labels[0][0])].url.endswith("tomatoes.html")
+
+
+def test_level_4_stores_under_40_percent_of_level_0(tmp_path):
+    rng = np.random.default_rng(0)
+    vecs = rng.standard_normal((500, 384)).astype(np.float32)
+    index = build_hnsw(vecs, np.arange(500), m=16, ef_construction=100)
+    sizes = {}
+    for level in (0, 4):
+        d = tmp_path / str(level)
+        d.mkdir()
+        save_hnsw(index, str(d), level)
+        sizes[level] = sum(f.stat().st_size for f in d.iterdir())
+        loaded = load_hnsw(str(d), 384, level, ef_search=50)
+        labels, _ = loaded.knn_query(vecs[:20], k=1)
+        assert (labels[:, 0] == np.arange(20)).mean() >= 0.95
+    assert sizes[4] < 0.4 * sizes[0]
+
+
+def test_corrupt_manifest_raises_index_corrupt(index_copy):
+    gen = current_generation(index_copy)
+    with open(os.path.join(gen, "manifest.json"), "w") as f:
+        f.write("{not json")
+    with pytest.raises(IndexCorrupt, match="manifest"):
+        HybridIndex.open(index_copy)
+
+
+def test_damaged_file_raises_index_corrupt_naming_it(index_copy):
+    gen = current_generation(index_copy)
+    with open(os.path.join(gen, "chunks.jsonl.gz"), "r+b") as f:
+        f.seek(10)
+        f.write(b"garbage")
+    with pytest.raises(IndexCorrupt, match="chunks.jsonl.gz"):
+        HybridIndex.open(index_copy)
+
+
+def test_missing_file_raises_index_corrupt(index_copy):
+    gen = current_generation(index_copy)
+    os.remove(os.path.join(gen, "vectors.npy"))
+    with pytest.raises(IndexCorrupt, match="vectors.npy"):
+        HybridIndex.open(index_copy)
+
+
+def test_other_embedder_or_dimension_raises_mismatch(index_copy):
+    with pytest.raises(IndexMismatch, match="--rebuild"):
+        HybridIndex.open(index_copy, embedder_name="bge-small-en-int8")
+    with pytest.raises(IndexMismatch):
+        HybridIndex.open(index_copy, embedder_dim=768)
+
+
+def test_second_writer_is_refused(index_copy, built_engine, embedder):
+    with WriterLock(index_copy):
+        with pytest.raises(IndexLocked):
+            build_index(built_engine.store_path, index_copy, IndexConfig(), embedder)
+    # the first generation is untouched and still answers
+    assert HybridIndex.open(index_copy).lexical.search("compost", 3)
+
+
+def test_no_index_is_index_not_found(tmp_path):
+    os.makedirs(tmp_path / "empty")
+    with pytest.raises(IndexNotFound):
+        HybridIndex.open(str(tmp_path / "empty"))
+
+
+def test_rebuild_reuses_cached_embeddings_and_switches_generation(index_copy, built_engine, embedder):
+    before = current_generation(index_copy)
+    report = build_index(built_engine.store_path, index_copy, IndexConfig(), embedder)
+    assert report.embedded == 0 and report.added == 0 and report.removed == 0
+    assert current_generation(index_copy) != before
+    manifest = json.load(open(os.path.join(current_generation(index_copy), "manifest.json")))
+    assert manifest["generation"] == report.generation

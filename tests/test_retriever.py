@@ -1,0 +1,54 @@
+import pytest
+from llama_index.core.schema import QueryBundle
+
+from retriever.fusion import reciprocal_rank_fusion
+from retriever.hybrid import make_snippet
+from retriever.llamaindex_adapter import FathomRetriever
+
+
+def test_rrf_math_on_hand_made_rankings():
+    scores = reciprocal_rank_fusion([[1, 2, 3], [3, 1]], k=60)
+    assert scores[1] == pytest.approx(1 / 61 + 1 / 62)
+    assert scores[3] == pytest.approx(1 / 63 + 1 / 61)
+    assert scores[2] == pytest.approx(1 / 62)
+    assert max(scores, key=scores.get) == 1
+
+
+def test_rrf_weights_scale_each_engine():
+    scores = reciprocal_rank_fusion([[1], [2]], k=0, weights=[1.0, 2.0])
+    assert scores == {1: 1.0, 2: 2.0}
+
+
+def test_search_finds_the_right_page(built_engine):
+    hits = built_engine.search("how often should I turn the compost heap", k=3).hits
+    assert hits[0].url.endswith("compost.html")
+    assert hits[0].bm25_rank is not None and hits[0].dense_rank is not None
+    assert "compost" in hits[0].snippet.lower()
+
+
+def test_search_collapses_chunks_of_one_page(built_engine):
+    hits = built_engine.search("tomato plants", k=10).hits
+    urls = [h.url for h in hits]
+    assert len(urls) == len(set(urls))
+
+
+@pytest.mark.parametrize("query", ["", "   ", "x" * 10_000, '" : ( ) * ~ ^', "'; DROP TABLE pages; --",
+                                   "помидоры", "トマト", "🍅🌱", "title:foo AND -bar"])
+def test_bad_queries_never_crash(built_engine, query):
+    result = built_engine.search(query, k=5)
+    assert isinstance(result.hits, list)
+    if len(query) > 2000:
+        assert any("truncated" in n for n in result.notes)
+
+
+def test_llamaindex_adapter_keeps_native_order(built_engine):
+    native = built_engine.retriever().search("watering in the morning", k=4, max_per_page=2).hits
+    nodes = FathomRetriever(built_engine.retriever(), k=4, max_per_page=2).retrieve(QueryBundle("watering in the morning"))
+    assert [n.node.metadata["chunk_id"] for n in nodes] == [h.chunk_id for h in native]
+    assert [n.score for n in nodes] == [h.score for h in native]
+
+
+def test_snippet_window_holds_query_terms():
+    text = "filler " * 100 + "the magic pruning word appears here " + "tail " * 100
+    snip = make_snippet(text, {"pruning"}, width=80)
+    assert "pruning" in snip and len(snip) <= 90
