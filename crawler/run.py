@@ -34,6 +34,7 @@ def scrapy_settings(config: CrawlConfig) -> dict:
         "DEPTH_LIMIT": config.max_depth,
         "COOKIES_ENABLED": False,
         "TELNETCONSOLE_ENABLED": False,
+        "REMOTE_CONTROL_ENABLED": False,  # Scrapy >= 2.19 would otherwise open a control port
         "LOG_LEVEL": os.environ.get("FATHOM_CRAWL_LOG", "ERROR"),
         "ITEM_PIPELINES": {"crawler.pipelines.StorePipeline": 300},
         "REQUEST_FINGERPRINTER_IMPLEMENTATION": "2.7",

@@ -47,7 +47,7 @@ class Scope:
         if not hosts:
             hosts = [p.netloc for p in seed_parts]
         if not prefixes:
-            prefixes = [p.path if p.path.endswith("/") else posixpath.dirname(p.path) + "/"
+            prefixes = [p.path if p.path.endswith("/") else posixpath.dirname(p.path).rstrip("/") + "/"
                         for p in seed_parts]
         return cls(frozenset(h.lower() for h in hosts), tuple(prefixes),
                    tuple(re.compile(p) for p in include), tuple(re.compile(p) for p in exclude))

@@ -200,6 +200,35 @@ def status(ctx, as_json, data_, config_):
     _emit(st, as_json, human)
 
 
+@main.command(name="eval")
+@click.argument("path", type=click.Path(exists=True, dir_okay=False))
+@click.option("--engines", default="bm25,dense,hybrid", show_default=True,
+              help="Comma-separated engine settings to score: bm25, dense, hybrid.")
+@click.option("--limit", type=click.IntRange(min=1), default=None, help="Score only the first N queries.")
+@click.option("--json", "as_json", is_flag=True)
+@_data_option
+@click.pass_context
+def eval_cmd(ctx, path, engines, limit, as_json, data_, config_):
+    """Score retrieval on a qrels file (query + relevant pages) or a QA file (question + source page):
+    nDCG@10, Recall@10, MRR@10, hit@5 and latency per engine setting."""
+    _apply(ctx, data_, config_)
+    chosen = tuple(e.strip() for e in engines.split(",") if e.strip())
+    bad = [e for e in chosen if e not in ("bm25", "dense", "hybrid")]
+    if bad:
+        raise click.BadParameter(f"unknown engine(s) {bad}", param_hint="--engines")
+    results = _engine(ctx).evaluate(path, chosen, limit)
+    data = {"file": path, "results": [{k: v for k, v in dataclasses.asdict(r).items() if k != "per_query"}
+                                      for r in results]}
+
+    def human(d):
+        click.echo(f"{'engines':<8} {'queries':>7} {'nDCG@10':>8} {'R@10':>7} {'MRR@10':>7} {'hit@5':>6} "
+                   f"{'p50 ms':>7} {'p95 ms':>7}")
+        for r in d["results"]:
+            click.echo(f"{r['engines']:<8} {r['queries']:>7} {r['ndcg_at_10']:>8.3f} {r['recall_at_10']:>7.3f} "
+                       f"{r['mrr_at_10']:>7.3f} {r['hit_at_5']:>6.3f} {r['p50_ms']:>7.1f} {r['p95_ms']:>7.1f}")
+    _emit(data, as_json, human)
+
+
 @main.command()
 @click.option("--question", default=None, help="Question to ask (default: a Python FAQ question).")
 @click.option("--docs", default=None, help="HTML root to serve (default: Debian's python3.11-doc).")

@@ -15,7 +15,8 @@ from indexer.embedding import Embedder, load_embedder
 from indexer.generations import current_generation
 from indexer.hybrid_index import HybridIndex
 from indexer.manifest import read_manifest
-from retriever.hybrid import HybridRetriever, SearchResult
+from retriever.evaluation import EvalResult, evaluate, load_judged
+from retriever.hybrid import ENGINES, HybridRetriever, SearchResult
 from synthesizer.engine import LLMFactory, Synthesizer
 from synthesizer.types import Answer
 
@@ -83,6 +84,14 @@ class Engine:
 
     def search(self, query: str, k: int | None = None) -> SearchResult:
         return self.retriever().search(query, k=k)
+
+    def evaluate(self, path: str, engines: tuple[str, ...] = ENGINES, limit: int | None = None,
+                 k: int = 10) -> list[EvalResult]:
+        """Score retrieval on a qrels or QA file, once per engine setting."""
+        judged = load_judged(path, limit)
+        retriever = self.retriever()
+        return [evaluate(lambda q, e=e: [h.url for h in retriever.search(q, k=k, max_per_page=1, engines=e).hits],
+                         judged, e, k) for e in engines]
 
     def synthesizer(self) -> Synthesizer:
         if self._synth is None or self._synth.retriever.index is not self.open_index():

@@ -15,6 +15,9 @@ from retriever.config import RetrieveConfig
 from retriever.fusion import reciprocal_rank_fusion
 
 
+ENGINES = ("hybrid", "bm25", "dense")
+
+
 @dataclass(frozen=True)
 class Hit:
     """One retrieved passage with where it came from and why it ranked."""
@@ -47,8 +50,13 @@ class HybridRetriever:
         self.embedder = embedder
         self.config = config
 
-    def search(self, query: str, k: int | None = None, max_per_page: int | None = None) -> SearchResult:
-        """Top `k` hits, at most `max_per_page` chunks of one page; never raises on odd input."""
+    def search(self, query: str, k: int | None = None, max_per_page: int | None = None,
+               engines: str = "hybrid") -> SearchResult:
+        """Top `k` hits, at most `max_per_page` chunks of one page; never raises on odd input.
+
+        `engines` is "hybrid" (both, fused), "bm25" or "dense" (one engine alone, for evaluation)."""
+        if engines not in ENGINES:
+            raise ValueError(f"engines must be one of {ENGINES}")
         cfg = self.config
         k = k or cfg.k
         max_per_page = max_per_page or cfg.max_chunks_per_page
@@ -61,10 +69,10 @@ class HybridRetriever:
         if not query or not self.index.chunks:
             return SearchResult([], timings, tuple(notes))
         t = time.perf_counter()
-        lexical = self.index.lexical.search(query, cfg.bm25_candidates)
+        lexical = self.index.lexical.search(query, cfg.bm25_candidates if engines != "dense" else 0)
         timings["bm25_ms"] = (time.perf_counter() - t) * 1000
         dense: list[tuple[int, float]] = []
-        if cfg.dense_candidates > 0:
+        if cfg.dense_candidates > 0 and engines != "bm25" and self.index.dense.get_current_count():
             t = time.perf_counter()
             qvec = self.embedder.embed_query(query)
             timings["embed_ms"] = (time.perf_counter() - t) * 1000

@@ -61,3 +61,14 @@ def test_bad_config_is_a_one_line_error(tmp_path):
     cfg.write_text("[index]\nbogus = 1\n")
     out = fathom("status", "--config", str(cfg), "--data", str(tmp_path))
     assert out.returncode == 1 and "bogus" in out.stderr and "Traceback" not in out.stderr
+
+
+def test_eval_prints_metrics_per_engine(built_engine, tmp_path):
+    qrels = tmp_path / "q.jsonl"
+    qrels.write_text(json.dumps({"qid": "1", "query": "compost heap", "relevant": ["docs/compost.html"]}) + "\n")
+    out = fathom("eval", str(qrels), "--engines", "bm25,hybrid", "--json", "--data", built_engine.data_dir)
+    assert out.returncode == 0, out.stderr
+    results = json.loads(out.stdout)["results"]
+    assert [r["engines"] for r in results] == ["bm25", "hybrid"]
+    assert results[1]["ndcg_at_10"] == 1.0
+    assert fathom("eval", str(qrels), "--engines", "magic", "--data", built_engine.data_dir).returncode == 2

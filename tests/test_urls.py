@@ -25,3 +25,9 @@ def test_scope_exclude_pattern_wins():
     scope = Scope.from_seeds(["http://h/docs/"], exclude=[r"\.pdf$"])
     assert scope.allows("http://h/docs/a.html")
     assert not scope.allows("http://h/docs/a.pdf")
+
+
+def test_scope_of_a_seed_at_the_site_root_covers_the_site():
+    scope = Scope.from_seeds(["http://h:8000/index.html"])
+    assert scope.prefixes == ("/",)
+    assert scope.allows("http://h:8000/sql-select.html")

@@ -1,0 +1,50 @@
+import json
+
+import pytest
+
+from crawler.errors import QueryError
+from retriever.evaluation import Judged, evaluate, load_judged, score
+
+
+def test_score_on_a_known_ranking():
+    rel = frozenset({"a.html", "c.html"})
+    m = score(["x.html", "a.html", "y.html", "c.html"], rel)
+    ideal = 1 + 1 / 1.5849625007211562
+    assert m["ndcg"] == pytest.approx((1 / 1.5849625007211562 + 1 / 2.321928094887362) / ideal)
+    assert m["recall"] == 1.0 and m["mrr"] == 0.5 and m["hit5"] == 1.0
+    assert score(["x.html"], rel) == {"ndcg": 0.0, "recall": 0.0, "mrr": 0.0, "hit5": 0.0}
+
+
+def test_site_served_under_a_prefix_still_matches():
+    assert score(["docs/a.html"], frozenset({"a.html"}))["mrr"] == 1.0
+
+
+def test_load_judged_reads_qrels_and_qa_and_strips_anchors(tmp_path):
+    q = tmp_path / "q.jsonl"
+    q.write_text(json.dumps({"qid": "1", "query": "x", "relevant": ["a.html", "/b.html"]}) + "\n")
+    a = tmp_path / "a.jsonl"
+    a.write_text(json.dumps({"qid": "f1", "question": "why?", "answer": "...", "source": "faq/p.html#why"}) + "\n")
+    assert load_judged(str(q))[0].relevant == {"a.html", "b.html"}
+    assert load_judged(str(a))[0] == Judged("f1", "why?", frozenset({"faq/p.html"}))
+    bad = tmp_path / "bad.jsonl"
+    bad.write_text("{not json\n")
+    with pytest.raises(QueryError):
+        load_judged(str(bad))
+
+
+def test_evaluate_averages_and_times():
+    judged = [Judged("1", "q1", frozenset({"a.html"})), Judged("2", "q2", frozenset({"b.html"}))]
+    ranking = {"q1": ["http://h/a.html"], "q2": ["http://h/x.html", "http://h/b.html"]}
+    result = evaluate(lambda q: ranking[q], judged, "test")
+    assert result.queries == 2 and result.mrr_at_10 == pytest.approx(0.75) and result.recall_at_10 == 1.0
+
+
+def test_engine_evaluate_on_the_fixture_site(built_engine, tmp_path):
+    qrels = tmp_path / "site.jsonl"
+    rows = [{"qid": "1", "query": "turning the compost heap", "relevant": ["docs/compost.html"]},
+            {"qid": "2", "query": "tomato suckers pruning", "relevant": ["docs/tomatoes.html"]},
+            {"qid": "3", "query": "morning watering fungal disease", "relevant": ["docs/watering.html"]}]
+    qrels.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    results = {r.engines: r for r in built_engine.evaluate(str(qrels))}
+    assert set(results) == {"bm25", "dense", "hybrid"}
+    assert results["hybrid"].mrr_at_10 == 1.0 and results["bm25"].ndcg_at_10 == 1.0
