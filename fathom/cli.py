@@ -205,13 +205,34 @@ def status(ctx, as_json, data_, config_):
 @click.option("--engines", default="bm25,dense,hybrid", show_default=True,
               help="Comma-separated engine settings to score: bm25, dense, hybrid.")
 @click.option("--limit", type=click.IntRange(min=1), default=None, help="Score only the first N queries.")
+@click.option("--qa", is_flag=True, help="Answer the questions of a QA file and score the answers per mode.")
+@click.option("--modes", default="fast,slow,auto", show_default=True, help="With --qa: modes to score.")
+@click.option("--unanswerable", type=click.Path(exists=True, dir_okay=False), default=None,
+              help="With --qa: JSON lines of questions the site cannot answer (measures abstention).")
 @click.option("--json", "as_json", is_flag=True)
 @_data_option
 @click.pass_context
-def eval_cmd(ctx, path, engines, limit, as_json, data_, config_):
+def eval_cmd(ctx, path, engines, limit, qa, modes, unanswerable, as_json, data_, config_):
     """Score retrieval on a qrels file (query + relevant pages) or a QA file (question + source page):
-    nDCG@10, Recall@10, MRR@10, hit@5 and latency per engine setting."""
+    nDCG@10, Recall@10, MRR@10, hit@5 and latency per engine setting. With --qa, score answers."""
     _apply(ctx, data_, config_)
+    if qa:
+        chosen_modes = tuple(m.strip() for m in modes.split(",") if m.strip())
+        if any(m not in ("fast", "slow", "auto") for m in chosen_modes):
+            raise click.BadParameter(f"unknown mode in {modes!r}", param_hint="--modes")
+        evals = _engine(ctx).evaluate_answers(path, unanswerable, chosen_modes, limit)
+        data = {"file": path, "unanswerable": unanswerable, "results": [dataclasses.asdict(e) for e in evals]}
+
+        def human_qa(d):
+            click.echo(f"{'mode':<5} {'cites src':>9} {'F1':>6} {'support':>8} {'false abst':>10} "
+                       f"{'abstain':>8} {'mean s':>7} {'p95 s':>6} {'1st tok ms':>10} {'tok/s':>6}")
+            for r in d["results"]:
+                click.echo(f"{r['mode']:<5} {r['cites_source']:>9.3f} {r['token_f1']:>6.3f} "
+                           f"{r['citation_support']:>8.3f} {r['false_abstention']:>10.3f} {r['abstention']:>8.3f} "
+                           f"{r['mean_s']:>7.2f} {r['p95_s']:>6.2f} {r['first_token_ms_p50']:>10.0f} "
+                           f"{r['tokens_per_s']:>6.1f}")
+        _emit(data, as_json, human_qa)
+        return
     chosen = tuple(e.strip() for e in engines.split(",") if e.strip())
     bad = [e for e in chosen if e not in ("bm25", "dense", "hybrid")]
     if bad:

@@ -18,6 +18,7 @@ from indexer.manifest import read_manifest
 from retriever.evaluation import EvalResult, evaluate, load_judged
 from retriever.hybrid import ENGINES, HybridRetriever, SearchResult
 from synthesizer.engine import LLMFactory, Synthesizer
+from synthesizer.evaluation import AnswerEval, evaluate_answers, load_questions
 from synthesizer.types import Answer
 
 
@@ -92,6 +93,15 @@ class Engine:
         retriever = self.retriever()
         return [evaluate(lambda q, e=e: [h.url for h in retriever.search(q, k=k, max_per_page=1, engines=e).hits],
                          judged, e, k) for e in engines]
+
+    def evaluate_answers(self, qa_path: str, unanswerable_path: str | None = None,
+                         modes: tuple[str, ...] = ("fast", "slow", "auto"), limit: int | None = None
+                         ) -> list[AnswerEval]:
+        """Answer every question of a QA file (and an unanswerable set) once per mode and score."""
+        qa = load_questions(qa_path, limit)
+        unanswerable = load_questions(unanswerable_path, limit) if unanswerable_path else []
+        synth = self.synthesizer()
+        return [evaluate_answers(lambda q, m=m: synth.answer(q, m), m, qa, unanswerable) for m in modes]
 
     def synthesizer(self) -> Synthesizer:
         if self._synth is None or self._synth.retriever.index is not self.open_index():

@@ -180,6 +180,7 @@ class Synthesizer:
                                 timings, t0, notes, model=llm.model_name)
             return
         cites = tuple(_citation(i + 1, passages[n]) for i, n in enumerate(checked.cited))
+        timings.update(citations_supported=checked.supported_citations, citations_total=checked.total_citations)
         timings["total_ms"] = round((time.perf_counter() - t0) * 1000, 1)
         yield Answer(answer=checked.text, mode=mode, reason=reason, abstained=False, citations=cites,
                      timings=timings, model=llm.model_name, notes=tuple(notes))

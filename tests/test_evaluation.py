@@ -48,3 +48,29 @@ def test_engine_evaluate_on_the_fixture_site(built_engine, tmp_path):
     results = {r.engines: r for r in built_engine.evaluate(str(qrels))}
     assert set(results) == {"bm25", "dense", "hybrid"}
     assert results["hybrid"].mrr_at_10 == 1.0 and results["bm25"].ndcg_at_10 == 1.0
+
+
+def test_token_f1():
+    from synthesizer.evaluation import token_f1
+    assert token_f1("Turn the heap [1].", "turn the heap") == 1.0
+    assert token_f1("nothing", "turn the heap") == 0.0
+
+
+def test_answer_evaluation_with_tiny_model(built_engine, tmp_path):
+    import dataclasses
+
+    from fathom.engine import Engine
+    from synthesizer.config import AnswerConfig
+
+    cfg = dataclasses.replace(built_engine.config, answer=AnswerConfig(
+        fast_model="smollm2-135m", slow_model="smollm2-135m", fast_max_tokens=40, slow_max_tokens=40))
+    eng = Engine(built_engine.data_dir, cfg, embedder=built_engine.embedder)
+    qa = tmp_path / "qa.jsonl"
+    qa.write_text(json.dumps({"qid": "1", "question": "How often should the compost heap be turned?",
+                              "answer": "Turn the heap every two weeks.", "source": "docs/compost.html#x"}) + "\n")
+    un = tmp_path / "un.jsonl"
+    un.write_text(json.dumps({"qid": "u1", "question": "What port does a Redis server listen on by default?"}) + "\n")
+    (fast,) = eng.evaluate_answers(str(qa), str(un), modes=("fast",))
+    assert fast.answerable == 1 and fast.unanswerable == 1
+    assert fast.abstention == 1.0
+    assert fast.cites_source in (0.0, 1.0) and 0.0 <= fast.token_f1 <= 1.0

@@ -1,0 +1,107 @@
+"""Answer evaluation on a QA file (pyfaq_qa format) plus a set of unanswerable questions:
+citation of the source page, token F1 with the reference answer, citation support (by the
+verifier), abstention rates, and timings, per answering mode."""
+from __future__ import annotations
+
+import json
+import re
+import statistics
+from collections import Counter
+from collections.abc import Callable
+from dataclasses import dataclass
+from urllib.parse import urlsplit
+
+from crawler.errors import QueryError
+from synthesizer.types import Answer
+
+_TOKEN = re.compile(r"\w+")
+
+
+@dataclass(frozen=True)
+class AnswerEval:
+    mode: str
+    answerable: int
+    unanswerable: int
+    cites_source: float  # share of answerable questions whose citations include the source page
+    token_f1: float  # mean over answered (not abstained) answerable questions
+    citation_support: float  # share of the model's citations the verifier found supported
+    false_abstention: float  # share of answerable questions abstained on
+    abstention: float  # share of unanswerable questions abstained on
+    mean_s: float
+    p95_s: float
+    first_token_ms_p50: float
+    tokens_per_s: float
+    modes_used: dict[str, int]
+
+
+def token_f1(prediction: str, reference: str) -> float:
+    """SQuAD-style token F1 (lower-cased words, citation markers removed)."""
+    p = _TOKEN.findall(re.sub(r"\[\d+\]", " ", prediction).lower())
+    r = _TOKEN.findall(reference.lower())
+    common = sum((Counter(p) & Counter(r)).values())
+    if not p or not r or not common:
+        return 0.0
+    precision, recall = common / len(p), common / len(r)
+    return 2 * precision * recall / (precision + recall)
+
+
+def load_questions(path: str, limit: int | None = None) -> list[dict]:
+    rows = []
+    try:
+        with open(path, encoding="utf-8") as f:
+            for line in f:
+                if line.strip():
+                    rows.append(json.loads(line))
+                    if limit and len(rows) >= limit:
+                        break
+    except FileNotFoundError:
+        raise QueryError(f"question file not found: {path}") from None
+    except json.JSONDecodeError as exc:
+        raise QueryError(f"{path}: not JSON lines ({exc})") from None
+    return rows
+
+
+def _same_page(url: str, source: str) -> bool:
+    path = urlsplit(url).path.lstrip("/")
+    src = source.split("#", 1)[0].lstrip("/")
+    return path == src or path.endswith("/" + src)
+
+
+def evaluate_answers(ask: Callable[[str], Answer], mode: str, qa: list[dict],
+                     unanswerable: list[dict]) -> AnswerEval:
+    """Ask every question in `mode` and aggregate the metrics."""
+    times, first, tps, f1s = [], [], [], []
+    cites = false_abst = abst = supported = total = 0
+    used: Counter[str] = Counter()
+    for row in qa:
+        a = ask(row["question"])
+        used[a.mode] += 1
+        times.append(a.timings.get("total_ms", 0) / 1000)
+        if "first_token_ms" in a.timings:
+            first.append(a.timings["first_token_ms"])
+            tps.append(a.timings.get("tokens_per_s", 0.0))
+        if a.abstained:
+            false_abst += 1
+            continue
+        cites += any(_same_page(c.url, row["source"]) for c in a.citations)
+        f1s.append(token_f1(a.answer, row["answer"]))
+        supported += a.timings.get("citations_supported", 0)
+        total += a.timings.get("citations_total", 0)
+    for row in unanswerable:
+        a = ask(row["question"])
+        used[a.mode] += 1
+        times.append(a.timings.get("total_ms", 0) / 1000)
+        abst += a.abstained
+    n, u = len(qa), len(unanswerable)
+    return AnswerEval(
+        mode=mode, answerable=n, unanswerable=u,
+        cites_source=round(cites / n, 3) if n else 0.0,
+        token_f1=round(statistics.fmean(f1s), 3) if f1s else 0.0,
+        citation_support=round(supported / total, 3) if total else 0.0,
+        false_abstention=round(false_abst / n, 3) if n else 0.0,
+        abstention=round(abst / u, 3) if u else 0.0,
+        mean_s=round(statistics.fmean(times), 2) if times else 0.0,
+        p95_s=round(sorted(times)[min(len(times) - 1, int(len(times) * 0.95))], 2) if times else 0.0,
+        first_token_ms_p50=round(statistics.median(first), 1) if first else 0.0,
+        tokens_per_s=round(statistics.fmean(tps), 1) if tps else 0.0,
+        modes_used=dict(used))
