@@ -9,8 +9,9 @@ class RetrieveConfig:
     """Candidate depths per engine, fusion and result shaping."""
 
     k: int = 10
-    bm25_candidates: int = 50
-    dense_candidates: int = 50
+    bm25_candidates: int = 100
+    dense_candidates: int = 100
+    fusion: str = "rrf"  # "rrf" (reciprocal rank fusion) or "wsum" (normalised weighted score sum)
     rrf_k: int = 60
     bm25_weight: float = 1.0
     dense_weight: float = 1.0
@@ -21,5 +22,7 @@ class RetrieveConfig:
     def __post_init__(self) -> None:
         if self.k < 1 or self.bm25_candidates < 0 or self.dense_candidates < 0:
             raise ValueError("k must be >= 1 and candidate depths >= 0")
+        if self.fusion not in ("rrf", "wsum"):
+            raise ValueError("fusion must be 'rrf' or 'wsum'")
         if self.max_chunks_per_page < 1:
             raise ValueError("max_chunks_per_page must be at least 1")

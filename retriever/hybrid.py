@@ -12,7 +12,7 @@ from indexer.embedding import Embedder
 from indexer.hybrid_index import HybridIndex
 from indexer.lexical import query_terms
 from retriever.config import RetrieveConfig
-from retriever.fusion import reciprocal_rank_fusion
+from retriever.fusion import reciprocal_rank_fusion, weighted_score_fusion
 
 
 ENGINES = ("hybrid", "bm25", "dense")
@@ -82,8 +82,11 @@ class HybridRetriever:
             dense = [(int(l), 1.0 - float(d)) for l, d in zip(labels[0], dists[0])]
             timings["dense_ms"] = (time.perf_counter() - t) * 1000
         t = time.perf_counter()
-        fused = reciprocal_rank_fusion([[c for c, _ in lexical], [c for c, _ in dense]], cfg.rrf_k,
-                                       [cfg.bm25_weight, cfg.dense_weight])
+        if cfg.fusion == "wsum":
+            fused = weighted_score_fusion([lexical, dense], [cfg.bm25_weight, cfg.dense_weight])
+        else:
+            fused = reciprocal_rank_fusion([[c for c, _ in lexical], [c for c, _ in dense]], cfg.rrf_k,
+                                           [cfg.bm25_weight, cfg.dense_weight])
         lex_info = {c: (r, s) for r, (c, s) in enumerate(lexical, start=1)}
         dense_info = {c: (r, s) for r, (c, s) in enumerate(dense, start=1)}
         per_page: dict[str, int] = {}

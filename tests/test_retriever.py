@@ -1,7 +1,7 @@
 import pytest
 from llama_index.core.schema import QueryBundle
 
-from retriever.fusion import reciprocal_rank_fusion
+from retriever.fusion import reciprocal_rank_fusion, weighted_score_fusion
 from retriever.hybrid import make_snippet
 from retriever.llamaindex_adapter import FathomRetriever
 
@@ -52,3 +52,8 @@ def test_snippet_window_holds_query_terms():
     text = "filler " * 100 + "the magic pruning word appears here " + "tail " * 100
     snip = make_snippet(text, {"pruning"}, width=80)
     assert "pruning" in snip and len(snip) <= 90
+
+
+def test_weighted_score_fusion_normalises_each_engine():
+    scores = weighted_score_fusion([[(1, 10.0), (2, 5.0), (3, 0.0)], [(3, 0.9), (1, 0.1)]], [1.0, 1.0])
+    assert scores == pytest.approx({1: 1.0, 2: 0.5, 3: 1.0})
