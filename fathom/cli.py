@@ -105,15 +105,21 @@ def index(ctx, rebuild, as_json, data_, config_):
 @main.command()
 @click.argument("query")
 @click.option("-k", type=click.IntRange(min=1, max=100), default=10, show_default=True)
+@click.option("--url-prefix", default="", help="Only pages whose URL starts with this.")
+@click.option("--host", "hosts", multiple=True, help="Only pages on this host (repeatable).")
+@click.option("--explain", is_flag=True, help="Show which engine found each hit, at what rank and score.")
 @click.option("--json", "as_json", is_flag=True)
 @_data_option
 @click.pass_context
-def search(ctx, query, k, as_json, data_, config_):
+def search(ctx, query, k, url_prefix, hosts, explain, as_json, data_, config_):
     """Hybrid search: the best pages for QUERY with snippets."""
+    from retriever.hybrid import Filters
+
     _apply(ctx, data_, config_)
-    result = _engine(ctx).search(query, k=k)
+    result = _engine(ctx).search(query, k=k, filters=Filters(url_prefix, tuple(hosts)))
     data = {"hits": [{"url": h.url, "title": h.title, "score": h.score, "snippet": h.snippet,
-                      "heading": h.heading, "bm25_rank": h.bm25_rank, "dense_rank": h.dense_rank}
+                      "heading": h.heading, "bm25_rank": h.bm25_rank, "bm25_score": h.bm25_score,
+                      "dense_rank": h.dense_rank, "dense_score": h.dense_score}
                      for h in result.hits],
             "timings_ms": {k_: round(v, 2) for k_, v in result.timings_ms.items()},
             "notes": list(result.notes)}
@@ -124,7 +130,12 @@ def search(ctx, query, k, as_json, data_, config_):
         if not d["hits"]:
             click.echo("no results")
         for i, h in enumerate(d["hits"], 1):
-            click.echo(f"{i}. {h['title']}\n   {h['url']}\n   {h['snippet']}\n")
+            click.echo(f"{i}. {h['title']}\n   {h['url']}\n   {h['snippet']}")
+            if explain:
+                bm25 = (f"bm25 #{h['bm25_rank']} ({h['bm25_score']:.2f})" if h["bm25_rank"] else "bm25 -")
+                dense = (f"dense #{h['dense_rank']} (cos {h['dense_score']:.3f})" if h["dense_rank"] else "dense -")
+                click.echo(f"   explain: {bm25}, {dense}, fused {h['score']:.5f}")
+            click.echo("")
     _emit(data, as_json, human)
 
 

@@ -16,7 +16,7 @@ from indexer.generations import current_generation
 from indexer.hybrid_index import HybridIndex
 from indexer.manifest import read_manifest
 from retriever.evaluation import EvalResult, evaluate, load_judged
-from retriever.hybrid import ENGINES, HybridRetriever, SearchResult
+from retriever.hybrid import ENGINES, Filters, HybridRetriever, SearchResult
 from synthesizer.engine import LLMFactory, Synthesizer
 from synthesizer.evaluation import AnswerEval, evaluate_answers, load_questions
 from synthesizer.types import Answer
@@ -83,8 +83,8 @@ class Engine:
     def retriever(self) -> HybridRetriever:
         return HybridRetriever(self.open_index(), self.embedder, self.config.retrieve)
 
-    def search(self, query: str, k: int | None = None) -> SearchResult:
-        return self.retriever().search(query, k=k)
+    def search(self, query: str, k: int | None = None, filters: Filters = Filters()) -> SearchResult:
+        return self.retriever().search(query, k=k, filters=filters)
 
     def evaluate(self, path: str, engines: tuple[str, ...] = ENGINES, limit: int | None = None,
                  k: int = 10) -> list[EvalResult]:

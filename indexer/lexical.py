@@ -53,13 +53,24 @@ class LexicalIndex:
             raise IndexCorrupt(f"cannot open tantivy index in {directory}: {exc}") from None
         self.searcher = self.index.searcher()
 
-    def search(self, text: str, limit: int) -> list[tuple[int, float]]:
-        """(chunk_id, bm25 score) best first; an empty list when no term matches."""
+    def search(self, text: str, limit: int, url_prefix: str = "", hosts: tuple[str, ...] = ()
+               ) -> list[tuple[int, float]]:
+        """(chunk_id, bm25 score) best first; an empty list when no term matches. `url_prefix`
+        and `hosts` filter inside tantivy, before the top `limit` are taken."""
         terms = query_terms(text)
         if not terms or limit <= 0:
             return []
         query, _errors = self.index.parse_query_lenient(" ".join(terms), list(TEXT_FIELDS),
                                                         field_boosts=FIELD_BOOSTS)
+        must = [(tantivy.Occur.Must, query)]
+        schema = self.index.schema
+        if url_prefix:
+            must.append((tantivy.Occur.Must, tantivy.Query.regex_query(schema, "url", re.escape(url_prefix) + ".*")))
+        if hosts:
+            must.append((tantivy.Occur.Must, tantivy.Query.boolean_query(
+                [(tantivy.Occur.Should, tantivy.Query.term_query(schema, "host", h)) for h in hosts])))
+        if len(must) > 1:
+            query = tantivy.Query.boolean_query(must)
         result = self.searcher.search(query, limit)
         out = []
         for score, addr in result.hits:

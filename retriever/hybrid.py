@@ -5,6 +5,7 @@ from __future__ import annotations
 import re
 import time
 from dataclasses import dataclass, field
+from urllib.parse import urlsplit
 
 import numpy as np
 
@@ -16,6 +17,22 @@ from retriever.fusion import reciprocal_rank_fusion, weighted_score_fusion
 
 
 ENGINES = ("hybrid", "bm25", "dense")
+
+
+@dataclass(frozen=True)
+class Filters:
+    """Restrict results to URLs under `url_prefix` and/or on one of `hosts`."""
+
+    url_prefix: str = ""
+    hosts: tuple[str, ...] = ()
+
+    def active(self) -> bool:
+        return bool(self.url_prefix or self.hosts)
+
+    def allows(self, url: str) -> bool:
+        if self.url_prefix and not url.startswith(self.url_prefix):
+            return False
+        return not self.hosts or urlsplit(url).netloc in self.hosts
 
 
 @dataclass(frozen=True)
@@ -51,10 +68,11 @@ class HybridRetriever:
         self.config = config
 
     def search(self, query: str, k: int | None = None, max_per_page: int | None = None,
-               engines: str = "hybrid") -> SearchResult:
+               engines: str = "hybrid", filters: Filters = Filters()) -> SearchResult:
         """Top `k` hits, at most `max_per_page` chunks of one page; never raises on odd input.
 
-        `engines` is "hybrid" (both, fused), "bm25" or "dense" (one engine alone, for evaluation)."""
+        `engines` is "hybrid" (both, fused), "bm25" or "dense" (one engine alone, for evaluation).
+        `filters` are applied inside both engines, before their top candidates are taken."""
         if engines not in ENGINES:
             raise ValueError(f"engines must be one of {ENGINES}")
         cfg = self.config
@@ -69,7 +87,8 @@ class HybridRetriever:
         if not query or not self.index.chunks:
             return SearchResult([], timings, tuple(notes))
         t = time.perf_counter()
-        lexical = self.index.lexical.search(query, cfg.bm25_candidates if engines != "dense" else 0)
+        lexical = self.index.lexical.search(query, cfg.bm25_candidates if engines != "dense" else 0,
+                                            filters.url_prefix, filters.hosts)
         timings["bm25_ms"] = (time.perf_counter() - t) * 1000
         dense: list[tuple[int, float]] = []
         if cfg.dense_candidates > 0 and engines != "bm25" and self.index.dense.get_current_count():
@@ -77,9 +96,7 @@ class HybridRetriever:
             qvec = self.embedder.embed_query(query)
             timings["embed_ms"] = (time.perf_counter() - t) * 1000
             t = time.perf_counter()
-            n = min(cfg.dense_candidates, self.index.dense.get_current_count())
-            labels, dists = self.index.dense.knn_query(np.asarray(qvec, np.float32).reshape(1, -1), k=n)
-            dense = [(int(l), 1.0 - float(d)) for l, d in zip(labels[0], dists[0])]
+            dense = self._dense(np.asarray(qvec, np.float32), cfg.dense_candidates, filters)
             timings["dense_ms"] = (time.perf_counter() - t) * 1000
         t = time.perf_counter()
         if cfg.fusion == "wsum":
@@ -108,6 +125,26 @@ class HybridRetriever:
                 break
         timings["fuse_ms"] = (time.perf_counter() - t) * 1000
         return SearchResult(hits, timings, tuple(notes))
+
+
+    def _dense(self, qvec: np.ndarray, n: int, filters: Filters) -> list[tuple[int, float]]:
+        """(chunk_id, cosine) of the `n` nearest chunks that pass `filters`. A selective filter
+        (<= 2000 chunks) is searched exactly; a broad one through hnswlib's filter callback."""
+        dense = self.index.dense
+        if not filters.active():
+            labels, dists = dense.knn_query(qvec.reshape(1, -1), k=min(n, dense.get_current_count()))
+            return [(int(l), 1.0 - float(d)) for l, d in zip(labels[0], dists[0])]
+        allowed = [cid for cid, c in self.index.chunks.items() if filters.allows(c.url)]
+        if not allowed:
+            return []
+        if len(allowed) <= 2000:
+            vecs = np.asarray(dense.get_items(allowed), np.float32)
+            sims = vecs @ (qvec / max(float(np.linalg.norm(qvec)), 1e-12))
+            top = np.argsort(-sims)[:n]
+            return [(allowed[i], float(sims[i])) for i in top]
+        ok = set(allowed)
+        labels, dists = dense.knn_query(qvec.reshape(1, -1), k=min(n, len(allowed)), filter=lambda l: l in ok)
+        return [(int(l), 1.0 - float(d)) for l, d in zip(labels[0], dists[0])]
 
 
 _WORD = re.compile(r"\w+")

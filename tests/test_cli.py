@@ -72,3 +72,9 @@ def test_eval_prints_metrics_per_engine(built_engine, tmp_path):
     assert [r["engines"] for r in results] == ["bm25", "hybrid"]
     assert results[1]["ndcg_at_10"] == 1.0
     assert fathom("eval", str(qrels), "--engines", "magic", "--data", built_engine.data_dir).returncode == 2
+
+
+def test_search_explain_names_the_engines(built_engine):
+    out = fathom("search", "compost heap", "-k", "2", "--explain", "--data", built_engine.data_dir)
+    assert out.returncode == 0, out.stderr
+    assert "explain: bm25 #" in out.stdout and "dense #" in out.stdout and "fused" in out.stdout

@@ -57,3 +57,18 @@ def test_snippet_window_holds_query_terms():
 def test_weighted_score_fusion_normalises_each_engine():
     scores = weighted_score_fusion([[(1, 10.0), (2, 5.0), (3, 0.0)], [(3, 0.9), (1, 0.1)]], [1.0, 1.0])
     assert scores == pytest.approx({1: 1.0, 2: 0.5, 3: 1.0})
+
+
+def test_filters_apply_inside_both_engines(built_engine):
+    from retriever.hybrid import Filters
+
+    # compost.html is the best match for this query, yet the filter must keep it out of every engine
+    base = built_engine.search("compost heap turning", k=5).hits[0].url.rsplit("/", 1)[0]
+    only = Filters(url_prefix=base + "/tomatoes")
+    for engines in ("dense", "hybrid"):
+        hits = built_engine.retriever().search("compost heap turning", k=5, engines=engines, filters=only).hits
+        assert hits and all(h.url.endswith("tomatoes.html") for h in hits)
+    # "roots" is on both tomatoes.html and watering.html; the filter picks inside tantivy
+    hits = built_engine.retriever().search("roots grow", k=5, engines="bm25", filters=only).hits
+    assert hits and all(h.url.endswith("tomatoes.html") for h in hits)
+    assert built_engine.search("compost", filters=Filters(hosts=("other.example",))).hits == []
