@@ -13,7 +13,7 @@ from dataclasses import asdict, dataclass
 import numpy as np
 
 from crawler.store import CrawlStore
-from indexer.chunking import Chunk, ChunkSpec, chunk_page
+from indexer.chunking import Chunk, ChunkSpec, chunk_hash, chunk_page
 from indexer.config import IndexConfig
 from indexer.embedding import Embedder
 from indexer.generations import (WriterLock, current_generation, next_generation_number, prune,
@@ -89,7 +89,8 @@ def build_index(store_path: str, root: str, config: IndexConfig, embedder: Embed
                 chunks.extend(chunk_page(page, spec, first_id=len(chunks)))
         cache = EmbeddingCache(root, embedder.name)
         todo = [c for c in chunks if c.content_hash not in cache.vectors]
-        todo = list({c.content_hash: c for c in todo}.values())
+        # longest first in one order: each embedding batch holds texts of similar length (little padding)
+        todo = sorted({c.content_hash: c for c in todo}.values(), key=lambda c: -len(c.embed_text()))
         batch = max(1, config.embed_batch_size) * 4
         t0 = time.monotonic()
         for i in range(0, len(todo), batch):
@@ -139,9 +140,13 @@ def build_index(store_path: str, root: str, config: IndexConfig, embedder: Embed
 
 
 def write_chunks(directory: str, chunks: list[Chunk]) -> None:
+    """The chunk table, one JSON line per chunk; the content hash is left out (it is 64
+    incompressible characters, a tenth of the table) and recomputed on read."""
     with gzip.open(os.path.join(directory, "chunks.jsonl.gz"), "wt", encoding="utf-8") as f:
         for c in chunks:
-            f.write(json.dumps(asdict(c), ensure_ascii=False) + "\n")
+            row = asdict(c)
+            del row["content_hash"]
+            f.write(json.dumps(row, ensure_ascii=False) + "\n")
 
 
 def read_chunks(directory: str) -> list[Chunk]:
@@ -149,10 +154,11 @@ def read_chunks(directory: str) -> list[Chunk]:
     path = os.path.join(directory, "chunks.jsonl.gz")
     try:
         with gzip.open(path, "rt", encoding="utf-8") as f:
-            return [Chunk(**json.loads(line)) for line in f]
+            rows = [json.loads(line) for line in f]
+        return [Chunk(**r, content_hash=chunk_hash(r["title"], r["heading"], r["text"])) for r in rows]
     except FileNotFoundError:
         raise IndexCorrupt(f"index file missing: {path}; rebuild with `fathom index --rebuild`") from None
-    except (OSError, ValueError, TypeError, EOFError) as exc:
+    except (OSError, ValueError, TypeError, KeyError, EOFError) as exc:
         raise IndexCorrupt(f"index file damaged: {path} ({exc}); rebuild with `fathom index --rebuild`") from None
 
 

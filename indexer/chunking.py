@@ -45,6 +45,11 @@ class ChunkSpec:
     min_words: int = 40
 
 
+def chunk_hash(title: str, heading: str, text: str) -> str:
+    """Content hash of a chunk: keys the embedding cache (what the embedder sees changes with it)."""
+    return hashlib.sha256(f"{title}\x00{heading}\x00{text}".encode()).hexdigest()
+
+
 def _blocks(text: str):
     """Yield ('heading', level, text) / ('code', 0, text) / ('para', 0, text)."""
     lines = text.split("\n")
@@ -141,7 +146,7 @@ def chunk_page(page: Page, spec: ChunkSpec, first_id: int = 0) -> list[Chunk]:
     flush(keep_overlap=False)
     chunks = []
     for pos, (heading, text) in enumerate(p for p in pieces if p[1].strip()):
-        h = hashlib.sha256(f"{page.title}\x00{heading}\x00{text}".encode()).hexdigest()
+        h = chunk_hash(page.title, heading, text)
         chunks.append(Chunk(chunk_id=first_id + pos, url=page.url, title=page.title, heading=heading,
                             position=pos, text=text, content_hash=h, fetched_at=page.fetched_at,
                             changed_at=page.changed_at))

@@ -9,7 +9,7 @@ from dataclasses import dataclass, field
 
 from crawler.errors import IndexCorrupt
 
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2  # 2: chunk table without content hashes
 
 
 @dataclass(frozen=True)
