@@ -28,7 +28,6 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 import duckdb  # noqa: E402
 
 from fathom.config import Config  # noqa: E402
-from fathom.engine import Engine  # noqa: E402
 from indexer.build import build_index, read_chunks  # noqa: E402
 from indexer.config import IndexConfig  # noqa: E402
 from indexer.embedding import load_embedder  # noqa: E402

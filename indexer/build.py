@@ -19,7 +19,7 @@ from indexer.embedding import Embedder
 from indexer.generations import (WriterLock, current_generation, next_generation_number, prune,
                                  switch_current)
 from indexer.lexical import SCHEMA_VERSION, write_lexical
-from indexer.manifest import FORMAT_VERSION, IndexManifest, read_manifest, sha256_file, write_manifest
+from indexer.manifest import FORMAT_VERSION, IndexManifest, sha256_file, write_manifest
 from indexer.vectors import build_hnsw, save_hnsw
 
 

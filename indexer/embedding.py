@@ -7,16 +7,14 @@ Nothing here downloads: a missing package raises ModelUnavailable.
 """
 from __future__ import annotations
 
-import hashlib
 import importlib.util
-import json
 import os
-from dataclasses import dataclass
 from typing import Protocol
 
 import numpy as np
 
 from crawler.errors import ModelUnavailable
+from indexer.manifest import sha256_file
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
@@ -41,14 +39,6 @@ def _package_dir(package: str) -> str:
     return spec.submodule_search_locations[0]
 
 
-def _sha256(path: str) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        while chunk := f.read(1 << 20):
-            h.update(chunk)
-    return h.hexdigest()
-
-
 class MiniLMEmbedder:
     """all-MiniLM-L6-v2 through sentence-transformers (mean pooling, normalised)."""
 
@@ -68,7 +58,7 @@ class MiniLMEmbedder:
 
     def checksum(self) -> str:
         if not self._checksum:
-            self._checksum = _sha256(os.path.join(self.model_dir, "model.safetensors"))
+            self._checksum = sha256_file(os.path.join(self.model_dir, "model.safetensors"))
         return self._checksum
 
     def embed_documents(self, texts: list[str], batch_size: int = 32) -> np.ndarray:
@@ -112,7 +102,7 @@ class BgeOnnxEmbedder:
 
     def checksum(self) -> str:
         if not self._checksum:
-            self._checksum = _sha256(os.path.join(self.model_dir, "model.onnx"))
+            self._checksum = sha256_file(os.path.join(self.model_dir, "model.onnx"))
         return self._checksum
 
     def _run(self, texts: list[str]) -> np.ndarray:

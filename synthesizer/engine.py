@@ -13,14 +13,14 @@ from llama_index.core.query_engine import CustomQueryEngine
 from llama_index.core.schema import QueryBundle
 from pydantic import ConfigDict
 
-from crawler.errors import FathomError, ModelUnavailable, QueryError
+from crawler.errors import ModelUnavailable, QueryError
 from retriever.hybrid import Hit, HybridRetriever
 from retriever.llamaindex_adapter import FathomRetriever, hit_to_node, node_to_hit
 from synthesizer.citations import looks_like_abstention, verify
 from synthesizer.config import AnswerConfig
 from synthesizer.llm import LlamaCppLLM
 from synthesizer.prompts import ABSTAIN_TEXT, build_messages, focus
-from synthesizer.textutil import content_terms, split_sentences, support
+from synthesizer.textutil import content_terms, split_sentences
 from synthesizer.types import Answer, Citation
 
 _COMPLEX = re.compile(r"\b(why|explain|compare|difference|differences|versus|vs\.?|pros|cons|"

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import logging
 import threading
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from typing import Any
 
 from llama_index.core.base.llms.types import (ChatMessage, ChatResponse, ChatResponseGen,
@@ -119,8 +119,3 @@ class LlamaCppLLM(CustomLLM):
                 yield ChatResponse(message=ChatMessage(role=MessageRole.ASSISTANT, content=text), delta=delta)
         return gen()
 
-
-def stream_text(llm: LlamaCppLLM, messages: list[ChatMessage], **kw: Any) -> Iterator[str]:
-    """Just the text deltas of a streamed chat."""
-    for resp in llm.stream_chat(messages, **kw):
-        yield resp.delta or ""

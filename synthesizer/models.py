@@ -9,6 +9,7 @@ import os
 from dataclasses import dataclass
 
 from crawler.errors import ModelUnavailable
+from indexer.manifest import sha256_file
 
 
 @dataclass(frozen=True)
@@ -54,14 +55,6 @@ def _verified_stamp(path: str) -> str:
     return path + ".sha256-ok"
 
 
-def _sha256(path: str) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        while block := f.read(1 << 20):
-            h.update(block)
-    return h.hexdigest()
-
-
 def model_path(name: str) -> str:
     """Path of a verified GGUF for model `name`, or ModelUnavailable saying how to get it.
 
@@ -87,7 +80,7 @@ def model_path(name: str) -> str:
                 return path
     except OSError:
         pass
-    if st.st_size != spec.size_bytes or _sha256(path) != spec.sha256:
+    if st.st_size != spec.size_bytes or sha256_file(path) != spec.sha256:
         raise ModelUnavailable(f"model file {path} fails its sha256 check; delete it and run "
                                "`bash scripts/setup.sh` again")
     try:
