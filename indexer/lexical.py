@@ -9,7 +9,7 @@ import tantivy
 from crawler.errors import IndexCorrupt
 from indexer.chunking import Chunk
 
-SCHEMA_VERSION = 2  # 2: text fields without positions
+SCHEMA_VERSION = 1
 TEXT_FIELDS = ("title", "heading", "body")
 FIELD_BOOSTS = {"title": 2.0, "heading": 1.5, "body": 1.0}
 MAX_QUERY_TERMS = 64
@@ -22,9 +22,7 @@ def schema() -> tantivy.Schema:
     b.add_text_field("url", stored=True, tokenizer_name="raw")
     b.add_text_field("host", stored=False, tokenizer_name="raw", fast=True)
     for name in TEXT_FIELDS:
-        # "freq" keeps term frequencies for BM25 but no positions: queries are plain terms (no
-        # phrases), and positions were the largest part of the lexical index
-        b.add_text_field(name, stored=False, tokenizer_name="en_stem", index_option="freq")
+        b.add_text_field(name, stored=False, tokenizer_name="en_stem")
     return b.build()
 
 
