@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import dataclasses
 import typing
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any, TypeVar
 
 from crawler.errors import ConfigError
@@ -65,7 +65,13 @@ class CrawlConfig:
     user_agent: str = "FathomBot/0.1 (+https://github.com/fathom; local private search)"
     timeout_s: float = 30.0
     retries: int = 2
+    retry_backoff_s: float = 1.0
+    max_retry_wait_s: float = 60.0
+    max_crawl_delay_s: float = 30.0
     max_redirects: int = 5
+    max_query_variants: int = 50
+    near_duplicate_bits: int = 3
+    sitemaps: bool = True
     include: tuple[str, ...] = ()
     exclude: tuple[str, ...] = ()
     allowed_hosts: tuple[str, ...] = ()
@@ -76,5 +82,9 @@ class CrawlConfig:
             raise ValueError("max_pages must be at least 1")
         if self.concurrency < 1 or self.concurrency_per_host < 1:
             raise ValueError("concurrency must be at least 1")
-        if self.download_delay_s < 0:
-            raise ValueError("download_delay_s must not be negative")
+        if min(self.download_delay_s, self.retry_backoff_s, self.max_retry_wait_s, self.max_crawl_delay_s) < 0:
+            raise ValueError("delays and waits must not be negative")
+        if self.max_query_variants < 1:
+            raise ValueError("max_query_variants must be at least 1")
+        if self.near_duplicate_bits > 64:
+            raise ValueError("near_duplicate_bits must be at most 64 (negative turns near-duplicate detection off)")

@@ -1,8 +1,12 @@
 """Run a crawl. `crawl()` starts a child process because Twisted's reactor cannot
-restart inside one process; the child (`python -m crawler.run`) prints a JSON report."""
+restart inside one process; the child (`python -m crawler.run`) prints a JSON report.
+
+A crawl job is named by a hash of its seeds; its frontier lives in the store until the
+job finishes, so rerunning a killed crawl resumes it (see SiteSpider)."""
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 import json
 import os
 import subprocess
@@ -30,13 +34,26 @@ def scrapy_settings(config: CrawlConfig) -> dict:
         "DOWNLOAD_MAXSIZE": config.max_page_bytes,
         "DOWNLOAD_WARNSIZE": 0,
         "RETRY_TIMES": config.retries,
+        "RETRY_GIVE_UP_LOG_LEVEL": "WARNING",  # the report counts each URL given up on
+        "FATHOM_RETRY_BACKOFF": config.retry_backoff_s,
+        "FATHOM_RETRY_MAX_WAIT": config.max_retry_wait_s,
+        "FATHOM_MAX_CRAWL_DELAY": config.max_crawl_delay_s,
+        "FATHOM_MAX_QUERY_VARIANTS": config.max_query_variants,
+        "FATHOM_NEAR_DUPLICATE_BITS": config.near_duplicate_bits,
+        "FATHOM_SITEMAPS": config.sitemaps,
+        "ROBOTSTXT_PARSER": "scrapy.robotstxt.ProtegoRobotParser",  # the spider reads its Sitemap: lines
+        "DOWNLOADER_MIDDLEWARES": {
+            "crawler.politeness.CrawlDelayMiddleware": 110,  # after RobotsTxtMiddleware (100)
+            "scrapy.downloadermiddlewares.retry.RetryMiddleware": None,
+            "crawler.politeness.BackoffRetryMiddleware": 550,
+        },
         "REDIRECT_MAX_TIMES": config.max_redirects,
         "DEPTH_LIMIT": config.max_depth,
         "COOKIES_ENABLED": False,
         "TELNETCONSOLE_ENABLED": False,
         "REMOTE_CONTROL_ENABLED": False,  # Scrapy >= 2.19 would otherwise open a control port
         "LOG_LEVEL": os.environ.get("FATHOM_CRAWL_LOG", "ERROR"),
-        "ITEM_PIPELINES": {"crawler.pipelines.StorePipeline": 300},
+        "ITEM_PIPELINES": {"crawler.pipelines.DuplicatesPipeline": 200, "crawler.pipelines.StorePipeline": 300},
         "REQUEST_FINGERPRINTER_IMPLEMENTATION": "2.7",
     }
 
@@ -63,6 +80,11 @@ def crawl(seeds: list[str], config: CrawlConfig, store_path: str,
     return CrawlReport(**json.loads(lines[-1]))
 
 
+def job_name(seeds: list[str]) -> str:
+    """The name of the crawl job for these (normalised) seeds."""
+    return hashlib.sha256("\n".join(sorted(set(seeds))).encode()).hexdigest()[:16]
+
+
 def _child() -> None:
     from scrapy.crawler import CrawlerProcess
 
@@ -75,7 +97,8 @@ def _child() -> None:
     started = time.monotonic()
     process = CrawlerProcess(settings=scrapy_settings(config))
     crawler = process.create_crawler(SiteSpider)
-    process.crawl(crawler, seeds=seeds, store_path=args["store"], max_pages=config.max_pages, scope=scope)
+    process.crawl(crawler, seeds=seeds, store_path=args["store"], max_pages=config.max_pages, scope=scope,
+                  job=job_name(seeds))
     process.start()
     spider = crawler.spider
     from crawler.store import CrawlStore

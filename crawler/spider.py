@@ -1,59 +1,103 @@
-"""The Scrapy spider: follows in-scope links, extracts pages, reports every skip."""
+"""The Scrapy spider: follows in-scope links and sitemaps, extracts pages, reports every skip,
+and keeps its frontier in the store so a killed crawl resumes where it stopped."""
 from __future__ import annotations
 
 import hashlib
 from collections import Counter
-from urllib.parse import urljoin
+from urllib.parse import urljoin, urlsplit
 
 import scrapy
-from scrapy.exceptions import IgnoreRequest
+from scrapy import signals
+from scrapy.exceptions import (CannotResolveHostError, DownloadCancelledError, DownloadConnectionRefusedError,
+                               DownloadFailedError, DownloadTimeoutError, IgnoreRequest, ResponseDataLossError)
 from scrapy.spidermiddlewares.httperror import HttpError
-from twisted.internet.error import (ConnectionLost, ConnectionRefusedError, DNSLookupError,
+from twisted.internet.error import (ConnectionDone, ConnectionLost, ConnectionRefusedError, DNSLookupError,
                                     TCPTimedOutError, TimeoutError)
 from twisted.web._newclient import ResponseFailed
 
 from crawler.extract import extract_html
+from crawler.items import PageItem
+from crawler.simhash import simhash
+from crawler.sitemaps import sitemap_entries
 from crawler.store import CrawlStore
+from crawler.traps import TrapGuard
 from crawler.urls import Scope, normalize_url
 
 HTML_TYPES = (b"text/html", b"application/xhtml+xml")
-
-
-class PageItem(dict):
-    """A fetched, extracted page on its way to the store pipeline (a plain dict item)."""
+_FAILURE_REASONS = (
+    ((DownloadCancelledError,), "too_large"),  # Scrapy cancels a download only past DOWNLOAD_MAXSIZE
+    ((DownloadTimeoutError, TimeoutError, TCPTimedOutError), "timeout"),
+    ((DNSLookupError, CannotResolveHostError, ConnectionRefusedError, DownloadConnectionRefusedError),
+     "connection_failed"),
+    ((ConnectionLost, ConnectionDone, ResponseFailed, DownloadFailedError, ResponseDataLossError),
+     "connection_lost"),
+)
 
 
 class SiteSpider(scrapy.Spider):
+    """Crawls `seeds` within `scope` into the store. `job` names the crawl for resuming: URLs
+    an interrupted run of the same job finished are not fetched again, the rest are."""
+
     name = "fathom"
     # 304 (conditional GET) and gone pages reach parse() instead of being filtered out
     custom_settings = {"HTTPERROR_ALLOWED_CODES": [304, 404, 410]}
 
-    def __init__(self, seeds: list[str], store_path: str, max_pages: int, scope: Scope, **kw):
+    def __init__(self, seeds: list[str], store_path: str, max_pages: int, scope: Scope, job: str = "", **kw):
         super().__init__(**kw)
         self.seeds = [normalize_url(s) for s in seeds]
         self.scope = scope
         self.max_pages = max_pages
+        self.job = job
         self.store = CrawlStore(store_path)
-        self.run_id = self.store.start_run(self.seeds)
+        self.run_id = self.store.start_run(self.seeds, job)
         self.counts: Counter[str] = Counter()
         self.skipped: Counter[str] = Counter()
-        self.scheduled: set[str] = set()
+        self.scheduled: set[str] = set()  # URLs requested, or known to be fetched, in this crawl job
+        self.refused: set[str] = set()  # URLs counted once in `skipped` without being requested
+        self.stored: set[str] = set()  # canonical URLs written to the store by this run
+        self.unsaved: list[tuple[str, int]] = []  # (url, depth) scheduled, not yet in the frontier
+
+    @classmethod
+    def from_crawler(cls, crawler, *args, **kwargs):
+        spider = super().from_crawler(crawler, *args, **kwargs)
+        spider.max_depth = crawler.settings.getint("DEPTH_LIMIT")
+        spider.traps = TrapGuard(crawler.settings.getint("FATHOM_MAX_QUERY_VARIANTS"))
+        spider.follow_sitemaps = crawler.settings.getbool("FATHOM_SITEMAPS")
+        spider.max_sitemap_bytes = crawler.settings.getint("DOWNLOAD_MAXSIZE")
+        crawler.signals.connect(spider.robots_parsed, signal=signals.robots_parsed)
+        crawler.signals.connect(spider.request_dropped, signal=signals.request_dropped)
+        return spider
 
     async def start(self):
+        done, pending = self.store.frontier(self.job)
+        self.scheduled |= done
+        if self.follow_sitemaps:
+            for scheme, netloc in dict.fromkeys(urlsplit(s)[:2] for s in self.seeds):
+                yield self._sitemap_request(f"{scheme}://{netloc}/sitemap.xml")
         # Known pages are revisited too: a 304 page yields no links to rediscover them by.
-        known = [u for u in self.store.page_hashes() if self.scope.allows(u)]
-        for url in self.seeds + sorted(known):
-            req = self._request(url, depth=0)
+        known = [(u, 0) for u in sorted(self.store.page_hashes())]
+        todo = [(s, 0) for s in self.seeds] + [(u, d) for u, d in pending + known if self.scope.allows(u)]
+        for url, depth in todo:
+            req = self._request(url, depth)
             if req is not None:
                 yield req
+
+    def _refuse(self, url: str, reason: str) -> None:
+        if url not in self.refused:
+            self.refused.add(url)
+            self.skipped[reason] += 1
 
     def _request(self, url: str, depth: int) -> scrapy.Request | None:
         if url in self.scheduled:
             return None
+        if self.traps.is_trap(url):
+            return self._refuse(url, "trap")
+        if self.max_depth and depth > self.max_depth:
+            return self._refuse(url, "max_depth")
         if len(self.scheduled) >= self.max_pages:
-            self.skipped["max_pages"] += 1
-            return None
+            return self._refuse(url, "max_pages")
         self.scheduled.add(url)
+        self.unsaved.append((url, depth))
         headers = {}
         etag, last_modified = self.store.validators(url)
         if etag:
@@ -61,7 +105,38 @@ class SiteSpider(scrapy.Spider):
         if last_modified:
             headers["If-Modified-Since"] = last_modified
         return scrapy.Request(url, headers=headers, callback=self.parse, errback=self.on_error,
-                              meta={"depth": depth, "fathom_url": url}, dont_filter=False)
+                              meta={"depth": depth, "fathom_url": url})
+
+    def _on_scope_host(self, url: str) -> bool:
+        return urlsplit(normalize_url(url)).netloc in self.scope.hosts
+
+    def _sitemap_request(self, url: str) -> scrapy.Request:
+        return scrapy.Request(url, callback=self.parse_sitemap, errback=self.sitemap_failed)
+
+    def robots_parsed(self, robotparser, request) -> None:
+        """Queue the sitemaps a robots.txt names on the crawl's hosts (Protego parser)."""
+        if not self.follow_sitemaps:
+            return
+        for url in robotparser.rp.sitemaps:
+            if self._on_scope_host(url):
+                self.crawler.engine.crawl(self._sitemap_request(url))
+
+    def parse_sitemap(self, response):
+        if response.status != 200:
+            return
+        pages, children = sitemap_entries(response.body, self.max_sitemap_bytes)
+        for url in children:
+            if self._on_scope_host(url):
+                yield self._sitemap_request(url)
+        for url in pages:
+            link = normalize_url(url)
+            if self.scope.allows(link):
+                req = self._request(link, 1)
+                if req is not None:
+                    yield req
+
+    def sitemap_failed(self, failure) -> None:
+        """A missing or broken sitemap is no error: links still lead to the pages."""
 
     def parse(self, response):
         url = response.meta["fathom_url"]
@@ -69,31 +144,38 @@ class SiteSpider(scrapy.Spider):
         self.counts["fetched"] += 1
         if response.status == 304:
             self.store.touch(url)
-            self.store.log_fetch(self.run_id, url, 304, 0, elapsed_ms, "unchanged", "not_modified")
+            self.stored.add(url)
             self.counts["unchanged"] += 1
+            self.record(url, 304, 0, elapsed_ms, "unchanged", "not_modified")
             return
         if response.status in (404, 410):
             if self.store.tombstone(url, response.status):
                 self.counts["deleted"] += 1
             else:
                 self.counts["errors"] += 1  # a broken link to a page never stored
-            self.store.log_fetch(self.run_id, url, response.status, 0, elapsed_ms, "gone", f"http_{response.status}")
             self.skipped[f"http_{response.status}"] += 1
+            self.record(url, response.status, 0, elapsed_ms, "gone", f"http_{response.status}")
             return
         ctype = response.headers.get(b"Content-Type", b"text/html").split(b";")[0].strip().lower()
         body = response.body
         if ctype not in HTML_TYPES or not isinstance(response, scrapy.http.TextResponse):
-            return self._skip(url, response.status, len(body), elapsed_ms, "not_html")
+            return self.skip(url, response.status, len(body), elapsed_ms, "not_html")
         if b"\x00" in body[:4096]:
-            return self._skip(url, response.status, len(body), elapsed_ms, "binary")
+            return self.skip(url, response.status, len(body), elapsed_ms, "binary")
         final_url = normalize_url(response.url)
+        self.scheduled.add(final_url)  # a redirect target is not fetched again
         if final_url != url and not self.scope.allows(final_url):
-            return self._skip(url, response.status, len(body), elapsed_ms, "redirect_out_of_scope")
+            return self.skip(url, response.status, len(body), elapsed_ms, "redirect_out_of_scope")
         try:
             text = response.text
         except (UnicodeDecodeError, LookupError):
             text = body.decode("utf-8", errors="replace")
         ext = extract_html(text, response.url)
+        canonical = normalize_url(urljoin(response.url, ext.canonical)) if ext.canonical else final_url
+        if not self.scope.allows(canonical):
+            canonical = final_url
+        if ext.text.strip():
+            self.scheduled.add(canonical)  # a page claims its canonical URL: never fetched after this
         depth = response.meta.get("depth", 0)
         for href in ext.links:
             link = normalize_url(urljoin(response.url, href))
@@ -102,44 +184,59 @@ class SiteSpider(scrapy.Spider):
                 if req is not None:
                     yield req
         if not ext.text.strip():
-            return self._skip(url, response.status, len(body), elapsed_ms, "empty")
-        canonical = normalize_url(urljoin(response.url, ext.canonical)) if ext.canonical else final_url
-        if not self.scope.allows(canonical):
-            canonical = final_url
+            return self.skip(url, response.status, len(body), elapsed_ms, "empty")
         yield PageItem(url=canonical, fetched_url=url, title=ext.title, text=ext.text,
                        headings=list(ext.headings), lang=ext.lang,
-                       content_hash=hashlib.sha256(ext.text.encode()).hexdigest(),
+                       content_hash=hashlib.sha256(ext.text.encode()).hexdigest(), simhash=simhash(ext.text),
                        etag=(response.headers.get(b"ETag") or b"").decode("latin-1") or None,
                        last_modified=(response.headers.get(b"Last-Modified") or b"").decode("latin-1") or None,
                        status=response.status, size_bytes=len(body), elapsed_ms=elapsed_ms)
 
-    def _skip(self, url: str, status: int, size: int, elapsed_ms: float, reason: str) -> None:
+    def record(self, url: str, status: int, size: int, elapsed_ms: float, outcome: str, reason: str = "") -> None:
+        """Log the outcome of fetching `url`: it is done in the frontier, which also gets the
+        URLs scheduled since the last record (among them every link found on `url`)."""
+        self.store.log_fetch(self.run_id, url, status, size, elapsed_ms, outcome, reason,
+                             job=self.job, scheduled=self.unsaved)
+        self.unsaved = []
+
+    def skip(self, url: str, status: int, size: int, elapsed_ms: float, reason: str) -> None:
         self.skipped[reason] += 1
-        self.store.log_fetch(self.run_id, url, status, size, elapsed_ms, "skipped", reason)
+        self.record(url, status, size, elapsed_ms, "skipped", reason)
+
+    def request_dropped(self, request) -> None:
+        """The scheduler drops a request whose URL was already fetched in this crawl, which
+        for a redirect means a loop (its target is in its own chain) or an alias of a page
+        reached by another way ("canonical")."""
+        url = request.meta.get("fathom_url")
+        if url is None:
+            return
+        target = normalize_url(request.url)
+        chain = [normalize_url(u) for u in request.meta.get("redirect_urls", ())]
+        if target in chain:
+            return self.skip(url, 0, 0, 0.0, "redirect_loop")
+        if target != url:
+            self.store.add_alias(url, target, "redirect")
+        self.skip(url, 0, 0, 0.0, "canonical")
 
     def on_error(self, failure) -> None:
         request = failure.request
         url = request.meta.get("fathom_url", request.url)
+        status = 0
         if failure.check(HttpError):
             status = failure.value.response.status
             reason = f"http_{status}"
         elif failure.check(IgnoreRequest):
             msg = str(failure.value).lower()
-            reason = ("robots" if "robots" in msg else "too_large" if "size" in msg
-                      else "redirect_loop" if "redirect" in msg else "ignored")
-            status = 0
-        elif failure.check(TimeoutError, TCPTimedOutError):
-            reason, status = "timeout", 0
-        elif failure.check(DNSLookupError, ConnectionRefusedError):
-            reason, status = "connection_failed", 0
-        elif failure.check(ConnectionLost, ResponseFailed):
-            reason, status = "connection_lost", 0
+            reason = "robots" if "robots" in msg else "redirect_loop" if "redirect" in msg else "ignored"
         else:
-            reason, status = type(failure.value).__name__, 0
+            reason = next((r for types, r in _FAILURE_REASONS if failure.check(*types)),
+                          type(failure.value).__name__)
         if reason != "robots":
             self.counts["errors"] += 1
         self.skipped[reason] += 1
-        self.store.log_fetch(self.run_id, url, status, 0, 0.0, "error", reason)
+        self.record(url, status, 0, 0.0, "error", reason)
 
     def closed(self, reason: str) -> None:
+        if reason == "finished":
+            self.store.clear_frontier(self.job)
         self.store.close()

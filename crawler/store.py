@@ -1,9 +1,11 @@
 """The crawl store: one DuckDB file holding pages, the fetch log and crawl runs.
 
-Every page write is one transaction, so a crash never leaves a half-written page.
+Every page write is one transaction, so a crash never leaves a half-written page, and
+the frontier of a crawl job is kept here so a killed crawl can resume where it stopped.
 """
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import json
 import os
@@ -33,6 +35,12 @@ CREATE TABLE IF NOT EXISTS fetch_log (
 CREATE TABLE IF NOT EXISTS crawl_runs (
     run_id BIGINT PRIMARY KEY, started TIMESTAMP, ended TIMESTAMP, seeds VARCHAR, report VARCHAR
 );
+-- URLs an unfinished crawl job has scheduled; `done` once the fetch log holds their outcome
+CREATE TABLE IF NOT EXISTS frontier (
+    job VARCHAR, url VARCHAR, depth INTEGER, done BOOLEAN DEFAULT FALSE, PRIMARY KEY (job, url)
+);
+ALTER TABLE pages ADD COLUMN IF NOT EXISTS simhash BIGINT;
+ALTER TABLE crawl_runs ADD COLUMN IF NOT EXISTS job VARCHAR;
 """
 
 
@@ -45,6 +53,7 @@ class CrawlStore:
 
     def __init__(self, path: str, read_only: bool = False):
         self.path = path
+        self._in_transaction = False
         if read_only and not os.path.exists(path):
             raise StoreError(f"no crawl store at {path}; run `fathom crawl URL` first")
         try:
@@ -59,6 +68,24 @@ class CrawlStore:
     def close(self) -> None:
         self.db.close()
 
+    @contextlib.contextmanager
+    def transaction(self) -> Iterator[None]:
+        """Make the writes inside one transaction (one commit); a nested use joins the outer one."""
+        if self._in_transaction:
+            yield
+            return
+        self.db.execute("BEGIN TRANSACTION")
+        self._in_transaction = True
+        try:
+            yield
+        except BaseException:
+            self.db.execute("ROLLBACK")
+            raise
+        else:
+            self.db.execute("COMMIT")
+        finally:
+            self._in_transaction = False
+
     def __enter__(self) -> "CrawlStore":
         return self
 
@@ -66,15 +93,26 @@ class CrawlStore:
         self.close()
 
     # --- runs -------------------------------------------------------------
-    def start_run(self, seeds: list[str]) -> int:
+    def start_run(self, seeds: list[str], job: str = "") -> int:
         run_id = self.db.execute("SELECT nextval('run_ids')").fetchone()[0]
-        self.db.execute("INSERT INTO crawl_runs VALUES (?, ?, NULL, ?, NULL)",
-                        [run_id, _now(), json.dumps(seeds)])
+        self.db.execute("INSERT INTO crawl_runs (run_id, started, seeds, job) VALUES (?, ?, ?, ?)",
+                        [run_id, _now(), json.dumps(seeds), job])
         return int(run_id)
 
     def end_run(self, run_id: int, report: dict) -> None:
         self.db.execute("UPDATE crawl_runs SET ended = ?, report = ? WHERE run_id = ?",
                         [_now(), json.dumps(report), run_id])
+
+    # --- frontier ---------------------------------------------------------
+    def frontier(self, job: str) -> tuple[set[str], list[tuple[str, int]]]:
+        """What an interrupted run of `job` left: URLs done, and (url, depth) still to fetch."""
+        rows = self.db.execute("SELECT url, depth, done FROM frontier WHERE job = ? ORDER BY depth, url",
+                               [job]).fetchall()
+        return {u for u, _, done in rows if done}, [(u, d) for u, d, done in rows if not done]
+
+    def clear_frontier(self, job: str) -> None:
+        """Forget the frontier of `job` once it has finished."""
+        self.db.execute("DELETE FROM frontier WHERE job = ?", [job])
 
     # --- pages ------------------------------------------------------------
     def validators(self, url: str) -> tuple[str | None, str | None]:
@@ -94,37 +132,43 @@ class CrawlStore:
             [content_hash, url]).fetchone()
         return row[0] if row else None
 
+    def near_owner(self, simhash: int, url: str, max_bits: int) -> str | None:
+        """Another live page whose SimHash is within `max_bits` bits of `simhash`, if any."""
+        row = self.db.execute(
+            "SELECT url FROM pages WHERE NOT deleted AND url <> ? AND simhash IS NOT NULL "
+            "AND bit_count(xor(simhash, ?::BIGINT)) <= ? ORDER BY bit_count(xor(simhash, ?::BIGINT)), url "
+            "LIMIT 1", [url, simhash, max_bits, simhash]).fetchone()
+        return row[0] if row else None
+
     def upsert_page(self, *, url: str, title: str, text: str, headings: list[str], lang: str,
                     content_hash: str, etag: str | None, last_modified: str | None, status: int,
-                    size_bytes: int) -> str:
+                    size_bytes: int, simhash: int | None = None) -> str:
         """Store a fetched page; returns 'new', 'changed' or 'unchanged'."""
         now = _now()
-        self.db.execute("BEGIN TRANSACTION")
-        try:
+        with self.transaction():
             row = self.db.execute("SELECT content_hash, deleted FROM pages WHERE url = ?", [url]).fetchone()
             if row is None:
                 outcome = "new"
                 self.db.execute(
-                    "INSERT INTO pages VALUES (?,?,?,?,?,?,?,?,?,?,FALSE,?,?,?,1)",
+                    "INSERT INTO pages (url, title, text, headings, lang, content_hash, etag, last_modified, "
+                    "status, size_bytes, deleted, first_seen, last_fetched, last_changed, version, simhash) "
+                    "VALUES (?,?,?,?,?,?,?,?,?,?,FALSE,?,?,?,1,?)",
                     [url, title, text, json.dumps(headings), lang, content_hash, etag, last_modified,
-                     status, size_bytes, now, now, now])
+                     status, size_bytes, now, now, now, simhash])
             elif row[0] == content_hash and not row[1]:
                 outcome = "unchanged"
-                self.db.execute("UPDATE pages SET last_fetched = ?, etag = ?, last_modified = ? WHERE url = ?",
-                                [now, etag, last_modified, url])
+                self.db.execute("UPDATE pages SET last_fetched = ?, etag = ?, last_modified = ?, "
+                                "simhash = coalesce(?, simhash) WHERE url = ?",
+                                [now, etag, last_modified, simhash, url])
             else:
                 outcome = "changed" if not row[1] else "new"
                 self.db.execute(
                     "UPDATE pages SET title=?, text=?, headings=?, lang=?, content_hash=?, etag=?, "
                     "last_modified=?, status=?, size_bytes=?, deleted=FALSE, last_fetched=?, "
-                    "last_changed=?, version = version + 1 WHERE url = ?",
+                    "last_changed=?, version = version + 1, simhash = ? WHERE url = ?",
                     [title, text, json.dumps(headings), lang, content_hash, etag, last_modified, status,
-                     size_bytes, now, now, url])
+                     size_bytes, now, now, simhash, url])
             self.db.execute("DELETE FROM aliases WHERE url = ?", [url])
-            self.db.execute("COMMIT")
-        except Exception:
-            self.db.execute("ROLLBACK")
-            raise
         return outcome
 
     def touch(self, url: str) -> None:
@@ -144,9 +188,20 @@ class CrawlStore:
         self.db.execute("INSERT OR REPLACE INTO aliases VALUES (?, ?, ?)", [url, alias_of, reason])
 
     def log_fetch(self, run_id: int, url: str, status: int, size_bytes: int, elapsed_ms: float,
-                  outcome: str, reason: str = "") -> None:
-        self.db.execute("INSERT INTO fetch_log VALUES (?,?,?,?,?,?,?,?)",
-                        [run_id, url, status, size_bytes, elapsed_ms, outcome, reason, _now()])
+                  outcome: str, reason: str = "", job: str = "",
+                  scheduled: list[tuple[str, int]] | tuple = ()) -> None:
+        """Log the outcome of fetching `url`. With `job`, in the same transaction: add the
+        (url, depth) pairs `scheduled` since the last log to that job's frontier, and mark
+        `url` done there, so a URL is never done before the links found on it are saved."""
+        with self.transaction():
+            self.db.execute("INSERT INTO fetch_log VALUES (?,?,?,?,?,?,?,?)",
+                            [run_id, url, status, size_bytes, elapsed_ms, outcome, reason, _now()])
+            if job and scheduled:
+                self.db.execute("INSERT OR IGNORE INTO frontier (job, url, depth) "
+                                "SELECT ?, unnest(?::VARCHAR[]), unnest(?::INTEGER[])",
+                                [job, [u for u, _ in scheduled], [d for _, d in scheduled]])
+            if job:
+                self.db.execute("UPDATE frontier SET done = TRUE WHERE job = ? AND url = ?", [job, url])
 
     # --- reading ----------------------------------------------------------
     def pages(self) -> Iterator[Page]:

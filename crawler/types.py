@@ -19,7 +19,14 @@ class Page:
 
 @dataclass(frozen=True)
 class CrawlReport:
-    """What one crawl run did; `skipped` counts each reason a URL was not stored."""
+    """What one crawl run did; `skipped` counts each reason a URL was not stored:
+
+    not fetched   robots, trap (endless query variants or looping path), max_depth, max_pages
+    fetch failed  http_<status>, timeout, connection_failed, connection_lost, too_large, redirect_loop
+    not a page    not_html, binary, empty, redirect_out_of_scope
+    alias         canonical (its canonical URL was already fetched by this crawl), duplicate
+                  (same text as a stored page), near_duplicate (SimHash within near_duplicate_bits)
+    """
 
     run_id: int
     fetched: int

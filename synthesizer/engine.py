@@ -114,14 +114,15 @@ class Synthesizer:
         timings = {"retrieve_ms": round((time.perf_counter() - t0) * 1000, 1)}
         if mode == "auto":
             mode, reason = self.choose_mode(question, hits)
+            because = reason + "; abstained: "  # an abstention still says which mode auto chose
         else:
-            reason = f"{mode} mode requested"
+            reason, because = f"{mode} mode requested", ""
         if not hits:
-            yield self._abstain("no indexed passage matches the question", mode, hits, timings, t0, notes)
+            yield self._abstain(because + "no indexed passage matches the question", mode, hits, timings, t0, notes)
             return
         coverage = evidence_coverage(question, hits[:3], self.idf())
         if coverage < c.min_evidence:
-            yield self._abstain(f"weak evidence: only {coverage:.0%} of the question's key terms appear "
+            yield self._abstain(because + f"weak evidence: only {coverage:.0%} of the question's key terms appear "
                                 "in the best sources", mode, hits, timings, t0, notes)
             return
         passages = hits[:c.fast_passages if mode == "fast" else c.slow_passages]
@@ -166,7 +167,7 @@ class Synthesizer:
             yield self._extractive(question, passages, reason, timings, t0, notes)
             return
         if looks_like_abstention(text):
-            yield self._abstain("the model found no answer in the sources", mode, hits, timings, t0, notes,
+            yield self._abstain(because + "the model found no answer in the sources", mode, hits, timings, t0, notes,
                                 model=llm.model_name)
             return
         checked = verify(text, [f"{h.title} {h.heading} {h.text}" for h in passages], c.min_support,
@@ -176,7 +177,7 @@ class Synthesizer:
         if checked.invalid_markers:
             notes.append(f"{checked.invalid_markers} citation marker(s) to no source removed")
         if not checked.kept or not checked.cited:
-            yield self._abstain("no sentence of the draft answer was supported by the sources", mode, hits,
+            yield self._abstain(because + "no sentence of the draft answer was supported by the sources", mode, hits,
                                 timings, t0, notes, model=llm.model_name)
             return
         cites = tuple(_citation(i + 1, passages[n]) for i, n in enumerate(checked.cited))

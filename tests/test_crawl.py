@@ -1,4 +1,10 @@
+import contextlib
+import http.server
 import os
+import random
+import threading
+import time
+from urllib.parse import urlsplit
 
 import duckdb
 import pytest
@@ -22,6 +28,75 @@ def fresh_site(tmp_path):
 def stored(path):
     with CrawlStore(path, read_only=True) as store:
         return {p.url: p for p in store.pages()}
+
+
+def query(path, sql, params=()):
+    """Rows of `sql` run read-only against the crawl store at `path`."""
+    with duckdb.connect(path, read_only=True) as db:
+        return db.execute(sql, list(params)).fetchall()
+
+
+_VOCAB = [f"{a}{b}" for a in ("lorem", "vapor", "tidal", "copper", "marble", "quartz")
+          for b in ("stone", "field", "river", "ember", "frost", "glade", "haven", "spire")]
+
+
+def prose(seed: str, words: int = 120) -> str:
+    """Deterministic filler text; different seeds give texts far apart in SimHash."""
+    rng = random.Random(seed)
+    return " ".join(rng.choice(_VOCAB) for _ in range(words))
+
+
+def html(title: str, body: str = "", links=(), head: str = "") -> bytes:
+    """A small HTML page with its own text (seeded by title) and the given links."""
+    anchors = "".join(f'<li><a href="{href}">{href}</a></li>' for href in links)
+    return (f"<!DOCTYPE html><html><head><title>{title}</title>{head}</head><body><h1>{title}</h1>"
+            f"<p>{body or prose(title)}</p><ul>{anchors}</ul></body></html>").encode()
+
+
+class Handler(http.server.BaseHTTPRequestHandler):
+    """Serves the server's `routes`: path (without query) -> bytes (an HTML page), a
+    (status, headers, body) tuple, or a callable taking this handler. Unknown paths are 404.
+    Every request is appended to the server's `log` as (path with query, monotonic time)."""
+
+    def do_GET(self):
+        self.server.log.append((self.path, time.monotonic()))
+        route = self.server.routes.get(urlsplit(self.path).path)
+        if route is None:
+            route = (404, {}, b"not found")
+        if callable(route):
+            return route(self)
+        if isinstance(route, bytes):
+            route = (200, {"Content-Type": "text/html; charset=utf-8"}, route)
+        self.reply(*route)
+
+    def reply(self, status: int, headers: dict, body: bytes) -> None:
+        self.send_response(status)
+        for name, value in {"Content-Length": str(len(body)), **headers}.items():
+            self.send_header(name, value)
+        self.end_headers()
+        self.wfile.write(body)
+
+    def log_message(self, format, *args):
+        pass
+
+
+@contextlib.contextmanager
+def serve(routes: dict):
+    """Yield (base URL, request log) of a threaded local server for `routes` (see Handler)."""
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    server.routes, server.log = routes, []
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{server.server_address[1]}/", server.log
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+def requested(log, path: str) -> int:
+    """How many times the server was asked for `path` (query included)."""
+    return sum(1 for p, _ in log if p == path)
 
 
 def test_crawl_stores_in_scope_pages_and_reports_skips(fresh_site, tmp_path):
@@ -74,6 +149,15 @@ def test_max_pages_limits_the_crawl(fresh_site, tmp_path):
     report = crawl([base + "docs/index.html"], CrawlConfig(), db, max_pages=2)
     assert len(stored(db)) == 2
     assert report.skipped.get("max_pages", 0) >= 1
+
+
+def test_new_limits_are_validated():
+    with pytest.raises(ValueError, match="max_query_variants"):
+        CrawlConfig(max_query_variants=0)
+    with pytest.raises(ValueError, match="negative"):
+        CrawlConfig(retry_backoff_s=-1.0)
+    with pytest.raises(ValueError, match="near_duplicate_bits"):
+        CrawlConfig(near_duplicate_bits=65)
 
 
 def test_bad_seed_is_a_clear_error(tmp_path):
