@@ -201,7 +201,9 @@ def status(ctx, as_json, data_, config_):
         click.echo(f"crawl: {c['pages']} pages, {c['deleted']} deleted, {c['aliases']} aliases" if c
                    else "crawl: nothing crawled")
         i = s["index"]
-        if i:
+        if i and "error" in i:
+            click.echo(f"index: unusable: {i['error']}")
+        elif i:
             click.echo(f"index: generation {i['generation']}, {i['pages']} pages, {i['chunks']} chunks, "
                        f"built {i['built_at']}")
             for k_, v in i["settings"].items():

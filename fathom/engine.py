@@ -5,7 +5,7 @@ import dataclasses
 import os
 from collections.abc import Iterator
 
-from crawler.errors import IndexNotFound
+from crawler.errors import IndexNotFound, IndexProblem
 from crawler.run import crawl as run_crawl
 from crawler.store import CrawlStore
 from crawler.types import CrawlReport
@@ -130,4 +130,6 @@ class Engine:
                             "manifest": dataclasses.asdict(manifest) | {"files": len(manifest.files)}}
         except IndexNotFound:
             pass
+        except IndexProblem as exc:  # show what is wrong instead of failing the whole status
+            out["index"] = {"error": str(exc)}
         return out

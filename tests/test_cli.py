@@ -78,3 +78,18 @@ def test_search_explain_names_the_engines(built_engine):
     out = fathom("search", "compost heap", "-k", "2", "--explain", "--data", built_engine.data_dir)
     assert out.returncode == 0, out.stderr
     assert "explain: bm25 #" in out.stdout and "dense #" in out.stdout and "fused" in out.stdout
+
+
+def test_status_reports_an_unusable_index_instead_of_failing(built_engine, tmp_path):
+    import shutil
+
+    from indexer.generations import current_generation
+
+    data = tmp_path / "copy"
+    shutil.copytree(built_engine.data_dir, data)
+    manifest = os.path.join(current_generation(str(data / "index")), "manifest.json")
+    with open(manifest, "w") as f:
+        f.write("{broken")
+    out = fathom("status", "--json", "--data", str(data))
+    assert out.returncode == 0, out.stderr
+    assert "corrupt manifest" in json.loads(out.stdout)["index"]["error"]
