@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import argparse
 import datetime as dt
-import http.server
 import json
 import os
 import platform
@@ -19,7 +18,6 @@ import subprocess
 import sys
 import tempfile
 import time
-from unittest import mock
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
@@ -43,10 +41,7 @@ CRAWL_REPEATS = 5  # medians of 5: a crawl of 26 pages takes about a second
 SEARCH_QUERIES = 30
 WARMUP_QUERIES = 3
 CANDIDATES = 50  # RetrieveConfig's bm25_candidates and dense_candidates
-# serve_directory's server keeps socketserver's listen backlog of 5: the crawlers' 8 concurrent
-# connects overflow it, and each dropped SYN costs a ~1 s retransmit, which made crawl times
-# bimodal (0.5 s or 1.3 s). A deeper backlog times the crawlers instead of the test server.
-LISTEN_BACKLOG = 64
+LISTEN_BACKLOG = 64  # serve_directory's backlog (socketserver's 5 made crawl times bimodal)
 
 
 def ms(seconds: float) -> float:
@@ -64,8 +59,7 @@ def bench_crawl(root: str) -> tuple[dict, Engine]:
     (from creating the CrawlerProcess until it stops) do not."""
     settings = {k: v for k, v in scrapy_settings(Config().crawl).items() if k != "ITEM_PIPELINES"}
     ours, bare, recrawls = [], [], []
-    with mock.patch.object(http.server.ThreadingHTTPServer, "request_queue_size", LISTEN_BACKLOG), \
-            serve_directory(PYTHON_DOCS) as base:
+    with serve_directory(PYTHON_DOCS) as base:
         seeds = [f"{base}{s}/index.html" for s in SECTIONS]
         for _ in range(CRAWL_REPEATS):
             job = {"seeds": seeds, "out_dir": tempfile.mkdtemp(dir=root, prefix="bare-"), "settings": settings}
@@ -337,6 +331,7 @@ def table(r: dict) -> list[tuple[str, str, str, str, str]]:
 
 
 def print_table(rows: list[tuple[str, ...]]) -> None:
+    """Print `rows` as an aligned plain-text table under a header."""
     head = ("stage", "figure", "ours", "baseline", "ours/base")
     widths = [max(len(x[i]) for x in [head, *rows]) for i in range(len(head))]
     for n, row in enumerate([head, *rows]):
@@ -346,9 +341,12 @@ def print_table(rows: list[tuple[str, ...]]) -> None:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--data", help="keep the benchmark's data directories under DIR (default: a temp dir)")
-    parser.add_argument("--questions", type=int, default=5, help="FAQ questions to answer (default 5)")
+    parser = argparse.ArgumentParser(description="Benchmark the demo pipeline stage by stage, each figure "
+                                                 "beside a raw baseline measured in the same run.")
+    parser.add_argument("--data", metavar="DIR",
+                        help="keep the benchmark's data directories under DIR (default: a temp dir)")
+    parser.add_argument("--questions", metavar="N", type=int, default=5,
+                        help="FAQ questions to answer (default 5)")
     args = parser.parse_args()
     with open(QUESTIONS) as f:
         questions = [json.loads(line)["question"] for line in f if line.strip()]
