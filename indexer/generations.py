@@ -76,10 +76,11 @@ class WriterLock:
         try:
             fcntl.flock(self.fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
+            holder = os.pread(self.fd, 32, 0).decode(errors="replace").strip() or "unknown"
             os.close(self.fd)
             self.fd = None
-            raise IndexLocked(f"another process is writing the index in {os.path.dirname(self.path)}; "
-                              "wait for it to finish") from None
+            raise IndexLocked(f"another process (pid {holder}) is writing the index in "
+                              f"{os.path.dirname(self.path)}; wait for it to finish") from None
         os.ftruncate(self.fd, 0)
         os.write(self.fd, str(os.getpid()).encode())
         return self
