@@ -28,7 +28,7 @@ class FetchSpider(scrapy.Spider):
         self.out_dir = out_dir
         parts = [urlsplit(s) for s in seeds]
         self.hosts = {p.netloc for p in parts}
-        self.prefixes = tuple(posixpath.dirname(p.path) + "/" for p in parts)
+        self.prefixes = tuple(posixpath.dirname(p.path).rstrip("/") + "/" for p in parts)
         self.fetched = 0
 
     async def start(self):

@@ -4,6 +4,7 @@ from __future__ import annotations
 from scrapy.exceptions import DropItem
 
 from crawler.items import PageItem
+from crawler.known import Known
 
 
 class DuplicatesPipeline:
@@ -28,34 +29,33 @@ class DuplicatesPipeline:
         reason, owner = self._duplicate(item)
         if reason is None and fetched_url == url:
             return item
-        with spider.store.transaction():
-            if fetched_url != url:
-                spider.store.add_alias(fetched_url, url, "canonical")
-            if owner is not None:
-                spider.store.add_alias(url, owner, reason)
-            if reason is not None:
-                spider.skip(fetched_url, item["status"], item["size_bytes"], item["elapsed_ms"], reason)
-        if reason is not None:
+        if fetched_url != url:
+            spider.batch.alias(fetched_url, url, "canonical")
+        if owner is not None:
+            spider.batch.alias(url, owner, reason)
+        if reason is not None:  # the aliases and this log line go out in the same batch
+            spider.skip(fetched_url, item["status"], item["size_bytes"], item["elapsed_ms"], reason)
             raise DropItem(f"{reason}: {fetched_url}", log_level="DEBUG")
         return item
 
     def _duplicate(self, item: PageItem) -> tuple[str | None, str | None]:
         """(reason the page is not stored, page it is an alias of), or (None, None) to store it."""
-        store, url = self.crawler.spider.store, item["url"]
+        known, url = self.crawler.spider.known, item["url"]
         if url in self.crawler.spider.stored:
             return "canonical", None  # the canonical alias is recorded anyway
-        owner = store.hash_owner(item["content_hash"], url)
+        owner = known.hash_owner(item["content_hash"], url)
         if owner is not None:
             return "duplicate", owner
-        if self.near_bits >= 0 and store.known_hash(url) is None:
-            owner = store.near_owner(item["simhash"], url, self.near_bits)
+        if self.near_bits >= 0 and known.live(url) is None:
+            owner = known.near_owner(item["simhash"], url, self.near_bits)
             if owner is not None:
                 return "near_duplicate", owner
         return None, None
 
 
 class StorePipeline:
-    """Writes each PageItem into the DuckDB store and counts it new, changed or unchanged."""
+    """Stores each PageItem (through the spider's write batch: the page and its fetch-log line
+    commit together) and counts it new, changed or unchanged."""
 
     def __init__(self, crawler):
         self.crawler = crawler
@@ -68,13 +68,15 @@ class StorePipeline:
         if not isinstance(item, PageItem):
             return item
         spider = self.crawler.spider
-        with spider.store.transaction():  # the page and its fetch-log line commit together
-            outcome = spider.store.upsert_page(
-                url=item["url"], title=item["title"], text=item["text"], headings=item["headings"],
-                lang=item["lang"], content_hash=item["content_hash"], etag=item["etag"],
-                last_modified=item["last_modified"], status=item["status"], size_bytes=item["size_bytes"],
-                simhash=item["simhash"])
-            spider.record(item["fetched_url"], item["status"], item["size_bytes"], item["elapsed_ms"], outcome)
+        exists = spider.known.get(item["url"]) is not None  # a row, live or a tombstone
+        outcome = spider.known.put(item["url"], Known(item["content_hash"], item["body_hash"], item["etag"],
+                                                      item["last_modified"], False, item["simhash"]))
+        spider.batch.page(outcome, exists, url=item["url"], title=item["title"], text=item["text"],
+                          headings=item["headings"], lang=item["lang"], content_hash=item["content_hash"],
+                          body_hash=item["body_hash"], etag=item["etag"], last_modified=item["last_modified"],
+                          modified_at=item["modified_at"], status=item["status"], size_bytes=item["size_bytes"],
+                          simhash=item["simhash"])
+        spider.record(item["fetched_url"], item["status"], item["size_bytes"], item["elapsed_ms"], outcome)
         spider.stored.add(item["url"])
         spider.counts[outcome] += 1
         return item

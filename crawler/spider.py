@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import hashlib
 from collections import Counter
-from urllib.parse import urljoin, urlsplit
+from urllib.parse import urlsplit
 
 import scrapy
 from scrapy import signals
@@ -15,11 +15,14 @@ from twisted.internet.error import (ConnectionDone, ConnectionLost, ConnectionRe
                                     TCPTimedOutError, TimeoutError)
 from twisted.web._newclient import ResponseFailed
 
+from crawler.dates import http_date_iso
 from crawler.extract import extract_html
 from crawler.items import PageItem
+from crawler.lang import detect_language
+from crawler.localfiles import file_seed_pages
 from crawler.simhash import simhash
 from crawler.sitemaps import sitemap_entries
-from crawler.store import CrawlStore
+from crawler.store import CrawlStore, WriteBatch
 from crawler.traps import TrapGuard
 from crawler.urls import Scope, normalize_url
 
@@ -34,9 +37,17 @@ _FAILURE_REASONS = (
 )
 
 
+FLUSH_ROWS = 256  # fetch-log rows that make a write batch go to the store at once
+FLUSH_AFTER_S = 0.2  # otherwise a batch waits at most this long
+
+
 class SiteSpider(scrapy.Spider):
     """Crawls `seeds` within `scope` into the store. `job` names the crawl for resuming: URLs
-    an interrupted run of the same job finished are not fetched again, the rest are."""
+    an interrupted run of the same job finished are not fetched again, the rest are.
+
+    What the store knows is read once into memory (`KnownPages`); writes go out in batches of
+    one transaction each (`WriteBatch`), at most FLUSH_AFTER_S after the fetch they record, so
+    a kill -9 loses at most that much work, which the next run fetches again."""
 
     name = "fathom"
     # 304 (conditional GET) and gone pages reach parse() instead of being filtered out
@@ -50,6 +61,9 @@ class SiteSpider(scrapy.Spider):
         self.job = job
         self.store = CrawlStore(store_path)
         self.run_id = self.store.start_run(self.seeds, job)
+        self.known = self.store.known_pages()
+        self.batch = WriteBatch(self.run_id, job)
+        self._flush_call = None
         self.counts: Counter[str] = Counter()
         self.skipped: Counter[str] = Counter()
         self.scheduled: set[str] = set()  # URLs requested, or known to be fetched, in this crawl job
@@ -66,6 +80,7 @@ class SiteSpider(scrapy.Spider):
         spider.max_sitemap_bytes = crawler.settings.getint("DOWNLOAD_MAXSIZE")
         crawler.signals.connect(spider.robots_parsed, signal=signals.robots_parsed)
         crawler.signals.connect(spider.request_dropped, signal=signals.request_dropped)
+        crawler.signals.connect(spider.spider_error, signal=signals.spider_error)
         return spider
 
     async def start(self):
@@ -73,21 +88,29 @@ class SiteSpider(scrapy.Spider):
         self.scheduled |= done
         if self.follow_sitemaps:
             for scheme, netloc in dict.fromkeys(urlsplit(s)[:2] for s in self.seeds):
-                yield self._sitemap_request(f"{scheme}://{netloc}/sitemap.xml")
-        # Known pages are revisited too: a 304 page yields no links to rediscover them by.
-        known = [(u, 0) for u in sorted(self.store.page_hashes())]
-        todo = [(s, 0) for s in self.seeds] + [(u, d) for u, d in pending + known if self.scope.allows(u)]
+                if scheme in ("http", "https"):
+                    yield self._sitemap_request(f"{scheme}://{netloc}/sitemap.xml")
+        # Known pages and aliases are revisited too: a 304 page yields no links to find them by.
+        known = [(u, 0) for u in self.known.live_urls() + self.store.alias_urls()]
+        seeds = []
+        for s in self.seeds:  # a local directory stands for the HTML files under it
+            files = file_seed_pages(s)
+            seeds += [(s, 0)] if files is None else [(f, 0) for f in files]
+        todo = seeds + [(u, d) for u, d in pending + known if self.scope.allows(u)]
         for url, depth in todo:
             req = self._request(url, depth)
             if req is not None:
                 yield req
 
     def _refuse(self, url: str, reason: str) -> None:
+        """Count `url` as not fetched for `reason` (once per run), with a fetch-log row."""
         if url not in self.refused:
             self.refused.add(url)
             self.skipped[reason] += 1
+            self.batch.fetched(url, 0, 0, 0.0, "not_fetched", reason, done=False)
+            self._flush_soon()
 
-    def _request(self, url: str, depth: int) -> scrapy.Request | None:
+    def _request(self, url: str, depth: int, lastmod: str = "") -> scrapy.Request | None:
         if url in self.scheduled:
             return None
         if self.traps.is_trap(url):
@@ -99,13 +122,13 @@ class SiteSpider(scrapy.Spider):
         self.scheduled.add(url)
         self.unsaved.append((url, depth))
         headers = {}
-        etag, last_modified = self.store.validators(url)
-        if etag:
-            headers["If-None-Match"] = etag
-        if last_modified:
-            headers["If-Modified-Since"] = last_modified
+        known = self.known.live(url)
+        if known is not None and known.etag:
+            headers["If-None-Match"] = known.etag
+        if known is not None and known.last_modified:
+            headers["If-Modified-Since"] = known.last_modified
         return scrapy.Request(url, headers=headers, callback=self.parse, errback=self.on_error,
-                              meta={"depth": depth, "fathom_url": url})
+                              meta={"depth": depth, "fathom_url": url, "fathom_lastmod": lastmod})
 
     def _on_scope_host(self, url: str) -> bool:
         return urlsplit(normalize_url(url)).netloc in self.scope.hosts
@@ -128,10 +151,10 @@ class SiteSpider(scrapy.Spider):
         for url in children:
             if self._on_scope_host(url):
                 yield self._sitemap_request(url)
-        for url in pages:
+        for url, lastmod in pages:
             link = normalize_url(url)
             if self.scope.allows(link):
-                req = self._request(link, 1)
+                req = self._request(link, 1, lastmod)
                 if req is not None:
                     yield req
 
@@ -142,14 +165,18 @@ class SiteSpider(scrapy.Spider):
         url = response.meta["fathom_url"]
         elapsed_ms = 1000 * response.meta.get("download_latency", 0.0)
         self.counts["fetched"] += 1
+        etag = (response.headers.get(b"ETag") or b"").decode("latin-1") or None
+        last_modified = (response.headers.get(b"Last-Modified") or b"").decode("latin-1") or None
         if response.status == 304:
-            self.store.touch(url)
+            self.batch.touch(url, etag, last_modified)
+            self.known.update_validators(url, etag, last_modified)
             self.stored.add(url)
             self.counts["unchanged"] += 1
             self.record(url, 304, 0, elapsed_ms, "unchanged", "not_modified")
             return
         if response.status in (404, 410):
-            if self.store.tombstone(url, response.status):
+            if self.known.tombstone(url):
+                self.batch.tombstone(url, response.status)
                 self.counts["deleted"] += 1
             else:
                 self.counts["errors"] += 1  # a broken link to a page never stored
@@ -159,45 +186,73 @@ class SiteSpider(scrapy.Spider):
         ctype = response.headers.get(b"Content-Type", b"text/html").split(b";")[0].strip().lower()
         body = response.body
         if ctype not in HTML_TYPES or not isinstance(response, scrapy.http.TextResponse):
-            return self.skip(url, response.status, len(body), elapsed_ms, "not_html")
+            self.skip(url, response.status, len(body), elapsed_ms, "not_html")
+            return
         if b"\x00" in body[:4096]:
-            return self.skip(url, response.status, len(body), elapsed_ms, "binary")
+            self.skip(url, response.status, len(body), elapsed_ms, "binary")
+            return
         final_url = normalize_url(response.url)
         self.scheduled.add(final_url)  # a redirect target is not fetched again
         if final_url != url and not self.scope.allows(final_url):
-            return self.skip(url, response.status, len(body), elapsed_ms, "redirect_out_of_scope")
-        try:
-            text = response.text
-        except (UnicodeDecodeError, LookupError):
-            text = body.decode("utf-8", errors="replace")
+            self.skip(url, response.status, len(body), elapsed_ms, "redirect_out_of_scope")
+            return
+        body_hash = hashlib.sha256(body).hexdigest()
+        known = self.known.live(url)
+        if known is not None and known.body_hash == body_hash and final_url == url:
+            # the same bytes as stored: unchanged without extraction (servers without validators, files)
+            self.batch.touch(url, etag, last_modified)
+            self.known.update_validators(url, etag, last_modified)
+            self.stored.add(url)
+            self.counts["unchanged"] += 1
+            self.record(url, response.status, len(body), elapsed_ms, "unchanged", "same_body")
+            return
+        text = decode_body(response)
+        self.counts["extracted"] += 1
         ext = extract_html(text, response.url)
-        canonical = normalize_url(urljoin(response.url, ext.canonical)) if ext.canonical else final_url
+        canonical = normalize_url(ext.canonical) if ext.canonical else final_url  # links come absolute
         if not self.scope.allows(canonical):
             canonical = final_url
         if ext.text.strip():
             self.scheduled.add(canonical)  # a page claims its canonical URL: never fetched after this
         depth = response.meta.get("depth", 0)
         for href in ext.links:
-            link = normalize_url(urljoin(response.url, href))
+            link = normalize_url(href)
             if self.scope.allows(link):
                 req = self._request(link, depth + 1)
                 if req is not None:
                     yield req
         if not ext.text.strip():
-            return self.skip(url, response.status, len(body), elapsed_ms, "empty")
+            self.skip(url, response.status, len(body), elapsed_ms, "empty")
+            return
+        modified_at = ext.modified or response.meta.get("fathom_lastmod", "") or http_date_iso(last_modified)
         yield PageItem(url=canonical, fetched_url=url, title=ext.title, text=ext.text,
-                       headings=list(ext.headings), lang=ext.lang,
+                       headings=list(ext.headings), lang=ext.lang or detect_language(ext.text),
                        content_hash=hashlib.sha256(ext.text.encode()).hexdigest(), simhash=simhash(ext.text),
-                       etag=(response.headers.get(b"ETag") or b"").decode("latin-1") or None,
-                       last_modified=(response.headers.get(b"Last-Modified") or b"").decode("latin-1") or None,
+                       body_hash=body_hash, etag=etag, last_modified=last_modified, modified_at=modified_at,
                        status=response.status, size_bytes=len(body), elapsed_ms=elapsed_ms)
 
     def record(self, url: str, status: int, size: int, elapsed_ms: float, outcome: str, reason: str = "") -> None:
         """Log the outcome of fetching `url`: it is done in the frontier, which also gets the
         URLs scheduled since the last record (among them every link found on `url`)."""
-        self.store.log_fetch(self.run_id, url, status, size, elapsed_ms, outcome, reason,
-                             job=self.job, scheduled=self.unsaved)
+        self.batch.fetched(url, status, size, elapsed_ms, outcome, reason, scheduled=self.unsaved)
         self.unsaved = []
+        self._flush_soon()
+
+    def _flush_soon(self) -> None:
+        if len(self.batch) >= FLUSH_ROWS:
+            self.flush()
+        elif self._flush_call is None:
+            from twisted.internet import reactor
+            self._flush_call = reactor.callLater(FLUSH_AFTER_S, self.flush)
+
+    def flush(self) -> None:
+        """Write the pending batch to the store in one transaction."""
+        if self._flush_call is not None:
+            if self._flush_call.active():
+                self._flush_call.cancel()
+            self._flush_call = None
+        batch, self.batch = self.batch, WriteBatch(self.run_id, self.job)
+        self.store.write(batch)
 
     def skip(self, url: str, status: int, size: int, elapsed_ms: float, reason: str) -> None:
         self.skipped[reason] += 1
@@ -215,7 +270,7 @@ class SiteSpider(scrapy.Spider):
         if target in chain:
             return self.skip(url, 0, 0, 0.0, "redirect_loop")
         if target != url:
-            self.store.add_alias(url, target, "redirect")
+            self.batch.alias(url, target, "redirect")
         self.skip(url, 0, 0, 0.0, "canonical")
 
     def on_error(self, failure) -> None:
@@ -236,7 +291,38 @@ class SiteSpider(scrapy.Spider):
         self.skipped[reason] += 1
         self.record(url, status, 0, 0.0, "error", reason)
 
+    def spider_error(self, failure, response, spider) -> None:
+        """A bug in handling one response is counted for that URL, and the crawl goes on."""
+        url = response.meta.get("fathom_url")
+        if url is None:
+            return
+        self.counts["errors"] += 1
+        self.skipped["spider_error"] += 1
+        self.record(url, response.status, len(response.body), 0.0, "error", "spider_error")
+
     def closed(self, reason: str) -> None:
+        self.flush()
         if reason == "finished":
             self.store.clear_frontier(self.job)
         self.store.close()
+
+
+def decode_body(response) -> str:
+    """The response's text, also when the page lies about or omits its charset. Bytes that are
+    valid UTF-8 and not all ASCII are almost never another charset, so UTF-8 is tried first;
+    otherwise Scrapy's choice (Content-Type charset, BOM, <meta>, guess) is used unless it had to
+    replace characters (cp1252 sent as utf-8), and then charset-normalizer guesses."""
+    body = response.body
+    try:
+        return body.decode("utf-8")
+    except UnicodeDecodeError:
+        pass
+    try:
+        text = response.text
+    except (UnicodeDecodeError, LookupError):
+        text = "\ufffd"
+    if "\ufffd" not in text:
+        return text
+    from charset_normalizer import from_bytes
+    best = from_bytes(body[:1_000_000]).best()
+    return body.decode(best.encoding if best is not None else "cp1252", errors="replace")

@@ -15,6 +15,7 @@ class Page:
     lang: str = ""
     fetched_at: str = ""
     changed_at: str = ""
+    modified_at: str = ""  # when the page says it last changed, ISO 8601 ("" when unknown)
 
 
 @dataclass(frozen=True)
@@ -38,3 +39,4 @@ class CrawlReport:
     skipped: dict[str, int] = field(default_factory=dict)
     elapsed_s: float = 0.0
     pages_total: int = 0
+    extracted: int = 0  # bodies run through extraction (0 on a recrawl of an unchanged site)

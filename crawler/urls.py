@@ -34,7 +34,8 @@ def normalize_url(url: str) -> str:
 @dataclass(frozen=True)
 class Scope:
     """Which URLs a crawl may follow: hosts and path prefixes taken from the seeds
-    unless the config names them, plus include/exclude regular expressions."""
+    unless the config names them, plus include/exclude regular expressions. file:// URLs are
+    followed only from file:// seeds (host ""), under the seeds' directories."""
 
     hosts: frozenset[str]
     prefixes: tuple[str, ...]
@@ -54,7 +55,10 @@ class Scope:
 
     def allows(self, url: str) -> bool:
         parts = urlsplit(url)
-        if parts.scheme not in ("http", "https") or parts.netloc not in self.hosts:
+        if parts.scheme == "file":  # only from file:// seeds, whose host is ""
+            if "" not in self.hosts or parts.netloc:
+                return False
+        elif parts.scheme not in ("http", "https") or parts.netloc not in self.hosts:
             return False
         if not any(parts.path.startswith(p) for p in self.prefixes):
             return False
