@@ -323,6 +323,19 @@ def decode_body(response) -> str:
         text = "\ufffd"
     if "\ufffd" not in text:
         return text
+    return body.decode(guess_charset(body), errors="replace")
+
+
+def guess_charset(body: bytes) -> str:
+    """charset-normalizer's guess, except that windows-1252 (the web's fallback, WHATWG) wins
+    among guesses as plausible as the best: on short pages it cannot tell cp1252 from cp1257
+    or cp775, but Western text sent undeclared is far more often cp1252."""
     from charset_normalizer import from_bytes
-    best = from_bytes(body[:1_000_000]).best()
-    return body.decode(best.encoding if best is not None else "cp1252", errors="replace")
+    matches = list(from_bytes(body[:1_000_000]))
+    if not matches:
+        return "cp1252"
+    best = min(m.chaos for m in matches)
+    for m in matches:
+        if m.chaos <= best + 0.05 and "cp1252" in (m.encoding, *m.could_be_from_charset):
+            return "cp1252"
+    return min(matches, key=lambda m: m.chaos).encoding

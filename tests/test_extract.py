@@ -41,3 +41,30 @@ def test_links_and_canonical_are_absolute():
     ext = extract_html(html, "http://h/dir/a.html")
     assert ext.canonical == "http://h/c.html"
     assert "http://h/dir/b.html" in ext.links
+
+
+def test_page_dates_prefer_modified_meta_then_published_then_time():
+    from crawler.extract import extract_html
+    both = ('<head><meta property="article:published_time" content="2020-01-01">'
+            '<meta property="article:modified_time" content="2021-06-07T08:09:10+02:00"></head><body><p>x</p></body>')
+    assert extract_html(both).modified == "2021-06-07T06:09:10+00:00"
+    assert extract_html('<body><p>Posted <time datetime="2019-12-31">NYE</time></p></body>').modified == "2019-12-31"
+    assert extract_html('<head><meta name="date" content="not a date"></head><body><p>x</p></body>').modified == ""
+
+
+def test_iso_dates_from_http_and_iso_forms():
+    from crawler.dates import iso_date
+    assert iso_date("Tue, 05 Mar 2024 10:20:00 GMT") == "2024-03-05T10:20:00+00:00"
+    assert iso_date("2024-03-05") == "2024-03-05"
+    assert iso_date("2024-03-05T10:20:00Z") == "2024-03-05T10:20:00+00:00"
+    assert iso_date("0001-01-01") == "" and iso_date("2024-13-45") == "" and iso_date("soon") == ""
+
+
+def test_language_detection_by_stopwords():
+    from crawler.lang import detect_language
+    en = "The server keeps a log of every request, and it is rotated when the file grows too large for the disk."
+    fr = "Le serveur garde un journal de chaque requête, et il est tourné quand le fichier devient trop grand pour le disque."
+    assert detect_language(en * 2) == "en"
+    assert detect_language(fr * 2) == "fr"
+    assert detect_language("SELECT * FROM t WHERE x = 1") == ""  # too short to tell
+    assert detect_language("lorem ipsum dolor " * 30) == ""
