@@ -3,6 +3,9 @@
 Reads {"seeds", "out_dir", "settings"} as JSON on stdin, follows links that stay on the
 seeds' hosts and path prefixes, writes each response body to out_dir, and prints
 {"fetched", "elapsed_s"} as JSON. No extraction, no store: the floor Fathom's crawl sits on.
+
+With "revisit": {url: {header: value}} instead of seeds, it only requests those URLs with those
+headers (conditional GETs) and counts the answers: the floor of a recrawl (benchmarks/crawl.py).
 """
 from __future__ import annotations
 
@@ -22,9 +25,10 @@ from scrapy.http import TextResponse
 class FetchSpider(scrapy.Spider):
     name = "bare"
 
-    def __init__(self, seeds: list[str], out_dir: str, **kw):
+    def __init__(self, seeds: list[str], out_dir: str, revisit: dict | None = None, **kw):
         super().__init__(**kw)
         self.seeds = seeds
+        self.revisit = revisit or {}
         self.out_dir = out_dir
         parts = [urlsplit(s) for s in seeds]
         self.hosts = {p.netloc for p in parts}
@@ -32,8 +36,16 @@ class FetchSpider(scrapy.Spider):
         self.fetched = 0
 
     async def start(self):
+        for url, headers in self.revisit.items():
+            yield scrapy.Request(url, self.revisited, headers=headers, meta={"handle_httpstatus_list": [304]})
         for url in self.seeds:
             yield scrapy.Request(url, self.parse)  # filtered like links, so a seed is fetched once
+
+    def revisited(self, response):
+        self.fetched += 1
+        if response.status == 200:
+            with open(os.path.join(self.out_dir, hashlib.sha1(response.url.encode()).hexdigest()), "wb") as f:
+                f.write(response.body)
 
     def parse(self, response):
         name = hashlib.sha1(response.url.encode()).hexdigest() + ".html"
@@ -53,7 +65,7 @@ def main() -> None:
     started = time.monotonic()
     process = CrawlerProcess(settings=args["settings"])
     crawler = process.create_crawler(FetchSpider)
-    process.crawl(crawler, seeds=args["seeds"], out_dir=args["out_dir"])
+    process.crawl(crawler, seeds=args.get("seeds", []), out_dir=args["out_dir"], revisit=args.get("revisit"))
     process.start()
     print(json.dumps({"fetched": crawler.spider.fetched, "elapsed_s": round(time.monotonic() - started, 3)}))
 

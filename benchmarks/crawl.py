@@ -5,7 +5,8 @@ docs served from 127.0.0.1, then a recrawl of the unchanged site.
 
 Each repeat runs the bare fetch-only spider (`bare_crawl.py`, child process, raw HTML to disk)
 and `Engine.crawl` into a fresh data directory (child process: extraction, dedup, DuckDB),
-alternating which goes first, then recrawls the same store. Both use the same Scrapy settings
+alternating which goes first, then recrawls the same store and, as the recrawl's floor, has the
+bare spider send the same conditional GETs (the stored ETag / Last-Modified of every page). Both use the same Scrapy settings
 (`crawler.run.scrapy_settings`, concurrency 8, no delay, robots obeyed). Checks on every run of
 ours: the report's counts sum to the fetch-log rows of its run, and the recrawl re-extracts no
 body and reports every stored page unchanged. Prints medians and writes benchmarks/out/crawl.json.
@@ -63,9 +64,14 @@ class PeakRSS:
         return self.peak_kib / 1024
 
     def _poll(self) -> None:
+        with open("/proc/self/cmdline", "rb") as f:
+            me = f.read()
         while not self._stop.is_set():
             for pid in _descendants(os.getpid()):
                 try:
+                    with open(f"/proc/{pid}/cmdline", "rb") as f:
+                        if f.read() == me:
+                            continue  # forked but not yet exec'd: it still has this process's memory
                     with open(f"/proc/{pid}/status") as f:
                         for line in f:
                             if line.startswith("VmHWM:"):
@@ -95,8 +101,8 @@ def _descendants(pid: int) -> list[int]:
     return out
 
 
-def run_bare(seeds: list[str], settings: dict, out_dir: str) -> dict:
-    job = {"seeds": seeds, "out_dir": out_dir, "settings": settings}
+def run_bare(seeds: list[str], settings: dict, out_dir: str, revisit: dict | None = None) -> dict:
+    job = {"seeds": seeds, "out_dir": out_dir, "settings": settings, "revisit": revisit}
     with PeakRSS() as rss:
         t = time.perf_counter()
         proc = subprocess.run([sys.executable, os.path.join(HERE, "bare_crawl.py")], input=json.dumps(job),
@@ -118,6 +124,13 @@ def run_ours(engine: Engine) -> dict:
     return {"wall_s": wall, "pages": report.fetched, "inproc_s": report.elapsed_s, "peak_rss_mib": rss.mib,
             "loadavg_1min": os.getloadavg()[0], "fetch_log_rows": rows, "report_sum": counted,
             "report": {k: v for k, v in report.__dict__.items()}}
+
+
+def validators(store_path: str) -> dict:
+    """{url: conditional-GET headers} for every live page of the store, as a recrawl sends them."""
+    with duckdb.connect(store_path, read_only=True) as db:
+        rows = db.execute("SELECT url, etag, last_modified FROM pages WHERE NOT deleted").fetchall()
+    return {u: {k: v for k, v in (("If-None-Match", e), ("If-Modified-Since", lm)) if v} for u, e, lm in rows}
 
 
 def median(runs: list[dict], key: str) -> float:
@@ -142,7 +155,7 @@ def main() -> None:
     settings = {k: v for k, v in scrapy_settings(config).items() if k != "ITEM_PIPELINES"}
     root = tempfile.mkdtemp(prefix="fathom-crawl-bench-")
     load_before = os.getloadavg()
-    bare, ours, recrawl, failures = [], [], [], []
+    bare, ours, recrawl, bare_re, failures = [], [], [], [], []
     try:
         with serve_directory(args.site) as base:
             seed = base + args.seed
@@ -155,11 +168,17 @@ def main() -> None:
                         bare.append(run_bare([seed], settings, tempfile.mkdtemp(dir=root, prefix="bare-")))
                     else:
                         ours.append(run_ours(engine))
-                recrawl.append(run_ours(engine))
+                revisit = validators(engine.store_path)
+                for kind in order:  # the recrawl, and the bare spider's conditional GETs of the same pages
+                    if kind == "bare":
+                        bare_re.append(run_bare([], settings, tempfile.mkdtemp(dir=root, prefix="bare-"), revisit))
+                    else:
+                        recrawl.append(run_ours(engine))
                 first, again = ours[-1], recrawl[-1]
                 print(f"repeat {i + 1}/{args.repeats} ({order[0]} first): bare {bare[-1]['wall_s']:.2f} s "
                       f"({bare[-1]['pages']} p), ours {first['wall_s']:.2f} s ({first['pages']} p), "
-                      f"recrawl {again['wall_s']:.2f} s, load {os.getloadavg()[0]:.2f}", file=sys.stderr)
+                      f"recrawl {again['wall_s']:.2f} s, bare 304s {bare_re[-1]['wall_s']:.2f} s, "
+                      f"load {os.getloadavg()[0]:.2f}", file=sys.stderr)
                 for name, run in (("crawl", first), ("recrawl", again)):
                     check(run["report_sum"] == run["fetch_log_rows"],
                           f"{name} {i}: report counts sum to {run['report_sum']}, fetch log has "
@@ -187,15 +206,18 @@ def main() -> None:
         "inproc_pages_per_s_bare": rate(bare, "inproc_s"), "inproc_pages_per_s_ours": rate(ours, "inproc_s"),
         "wall_s_bare": median(bare, "wall_s"), "wall_s_ours": median(ours, "wall_s"),
         "recrawl_wall_s": median(recrawl, "wall_s"), "recrawl_inproc_s": median(recrawl, "inproc_s"),
+        "bare_revisit_wall_s": median(bare_re, "wall_s"), "bare_revisit_inproc_s": median(bare_re, "inproc_s"),
+        "bare_revisit_pages": bare_re[-1]["pages"],
         "recrawl_extracted": max(r["report"]["extracted"] for r in recrawl),
         "peak_rss_mib_bare": max(r["peak_rss_mib"] for r in bare),
         "peak_rss_mib_ours": max(r["peak_rss_mib"] for r in ours),
         "peak_rss_mib_recrawl": max(r["peak_rss_mib"] for r in recrawl),
-        "failures": failures, "runs": {"bare": bare, "ours": ours, "recrawl": recrawl},
+        "failures": failures, "runs": {"bare": bare, "ours": ours, "recrawl": recrawl, "bare_revisit": bare_re},
     }
     res["ratio_ours_vs_bare"] = res["pages_per_s_ours"] / res["pages_per_s_bare"]
     res["inproc_ratio_ours_vs_bare"] = res["inproc_pages_per_s_ours"] / res["inproc_pages_per_s_bare"]
     res["recrawl_speedup"] = res["wall_s_ours"] / res["recrawl_wall_s"]
+    res["recrawl_vs_bare_revisit"] = res["recrawl_wall_s"] / res["bare_revisit_wall_s"]
     os.makedirs(os.path.dirname(OUT), exist_ok=True)
     with open(OUT, "w") as f:
         json.dump(res, f, indent=2)
@@ -223,11 +245,16 @@ def print_table(r: dict) -> None:
         ("", "recrawl", "first crawl", "speed-up"),
         (f"unchanged site, wall s ({r['recrawl_extracted']} re-extracted)", f"{r['recrawl_wall_s']:.2f}",
          f"{r['wall_s_ours']:.2f}", f"{r['recrawl_speedup']:.1f}x"),
+        ("", "recrawl", "bare 304s", "ours/bare"),
+        (f"same {r['bare_revisit_pages']} conditional GETs, wall s", f"{r['recrawl_wall_s']:.2f}",
+         f"{r['bare_revisit_wall_s']:.2f}", f"{r['recrawl_vs_bare_revisit']:.2f}"),
+        ("  in-process s", f"{r['recrawl_inproc_s']:.2f}", f"{r['bare_revisit_inproc_s']:.2f}",
+         f"{r['recrawl_inproc_s'] / r['bare_revisit_inproc_s']:.2f}"),
     ]
     widths = [max(len(row[i]) for row in rows) for i in range(4)]
     for k, row in enumerate(rows):
         print("  ".join(c.ljust(w) for c, w in zip(row, widths)))
-        if k in (0, 3):
+        if k in (0, 3, 5):
             print("  ".join("-" * w for w in widths))
     m = r["machine"]
     print(f"\n{r['stored_ours']} pages stored; recrawl peak RSS {r['peak_rss_mib_recrawl']:.0f} MiB; "

@@ -8,8 +8,9 @@ DIR holds a crawl store (crawl.duckdb), e.g. of the PostgreSQL docs. In one run:
    the raw embedder alone on the same chunk texts (ratio ours/raw, target >= 0.85);
 2. incremental: change 1% of those pages, rebuild, compare with the full build time;
 3. compression: the whole store built at levels 0..4 (embeddings cached after the first):
-   index bytes per chunk, dense bytes per chunk, build s, load s, p50 dense query ms,
-   nDCG@10 / Recall@10 (dense only and hybrid) on --queries qrels."""
+   index bytes per chunk and % of level 0, dense bytes per chunk, RSS growth per chunk when
+   loaded, build s, load s, p50 dense and hybrid query ms, nDCG@10 / Recall@10 (dense only and
+   hybrid) on --queries qrels."""
 from __future__ import annotations
 
 import argparse
@@ -43,6 +44,12 @@ def dir_bytes(path: str, suffixes: tuple[str, ...] = ()) -> int:
     for d, _, names in os.walk(path):
         total += sum(os.path.getsize(os.path.join(d, n)) for n in names if not suffixes or n.endswith(suffixes))
     return total
+
+
+def rss_bytes() -> int:
+    """Resident set size of this process now (Linux /proc)."""
+    with open("/proc/self/statm") as f:
+        return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
 
 
 def sample_store(src: str, dst: str, pages: int) -> None:
@@ -100,9 +107,11 @@ def compression_table(store: str, work: str, cfg: IndexConfig, qrels: str, nq: i
             if f.startswith("embcache-"):
                 shutil.copy(os.path.join(root, f), work)
         gen = current_generation(root)
+        rss0 = rss_bytes()
         t = time.perf_counter()
         idx = HybridIndex.open(root, cfg.embedder, threads=cfg.threads)
         load_s = time.perf_counter() - t
+        ram = rss_bytes() - rss0
         n = len(idx.chunks)
         if qvecs is None:
             qvecs = [emb.embed_query(j.query) for j in judged]
@@ -115,13 +124,21 @@ def compression_table(store: str, work: str, cfg: IndexConfig, qrels: str, nq: i
             dense_scores.append(score(paths, j.relevant))
         retriever = HybridRetriever(idx, _FixedEmbedder(emb, dict(zip((j.query for j in judged), qvecs))),
                                     Config().retrieve)
-        hybrid = [score(list(dict.fromkeys(page_path(h.url) for h in retriever.search(j.query, 10).hits)),
-                        j.relevant) for j in judged]
+        hybrid, hybrid_ms = [], []
+        for j in judged:
+            t = time.perf_counter()
+            hits = retriever.search(j.query, 10).hits
+            hybrid_ms.append((time.perf_counter() - t) * 1000)
+            hybrid.append(score(list(dict.fromkeys(page_path(h.url) for h in hits)), j.relevant))
+        size = dir_bytes(gen)
+        base = rows[0]["index_bytes"] if rows else size
         rows.append({
-            "level": level, "index_bytes": dir_bytes(gen), "bytes_per_chunk": round(dir_bytes(gen) / n, 1),
-            "dense_bytes_per_chunk": round(dir_bytes(gen, (".bin", ".npy")) / n, 1),
+            "level": level, "index_bytes": size, "pct_of_level0": round(100 * size / base, 1),
+            "bytes_per_chunk": round(size / n, 1), "ram_bytes_per_chunk_loaded": round(ram / n),
+            "dense_bytes_per_chunk": round(dir_bytes(gen, (".bin", ".npy", ".npy.xz")) / n, 1),
             "build_s": round(build_s, 2), "load_s": round(load_s, 3),
             "dense_p50_ms": round(statistics.median(times), 3),
+            "hybrid_p50_ms_cached_query_vector": round(statistics.median(hybrid_ms), 2),
             "dense_ndcg10": round(statistics.fmean(s["ndcg"] for s in dense_scores), 4),
             "dense_recall10": round(statistics.fmean(s["recall"] for s in dense_scores), 4),
             "hybrid_ndcg10": round(statistics.fmean(s["ndcg"] for s in hybrid), 4),

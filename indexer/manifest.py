@@ -9,7 +9,7 @@ from dataclasses import dataclass, field
 
 from crawler.errors import IndexCorrupt
 
-FORMAT_VERSION = 2  # 2: chunk table without content hashes
+FORMAT_VERSION = 3  # 2: chunk table without content hashes; 3: xz chunk table, xz vectors at level 4
 
 
 @dataclass(frozen=True)
@@ -21,9 +21,14 @@ class IndexManifest:
     embedder: str
     embedder_dim: int
     embedder_checksum: str
+    chunk_unit: str  # "words" or "tokens"; the sizes of the other unit are recorded but unused
     chunk_words: int
     overlap_words: int
     min_words: int
+    chunk_tokens: int
+    overlap_tokens: int
+    min_tokens: int
+    chunk_hard_limit: int  # a code block or table up to this many units is never split
     hnsw_m: int
     ef_construction: int
     ef_search: int
@@ -38,8 +43,9 @@ class IndexManifest:
     def settings(self) -> dict:
         """The build and compression settings (what `fathom status` shows)."""
         return {k: getattr(self, k) for k in (
-            "embedder", "embedder_dim", "chunk_words", "overlap_words", "min_words", "hnsw_m",
-            "ef_construction", "ef_search", "compression_level")}
+            "embedder", "embedder_dim", "chunk_unit", "chunk_words", "overlap_words", "min_words",
+            "chunk_tokens", "overlap_tokens", "min_tokens", "chunk_hard_limit", "hnsw_m",
+            "ef_construction", "ef_search", "compression_level", "tantivy_schema_version")}
 
 
 def sha256_file(path: str) -> str:
@@ -67,6 +73,12 @@ def read_manifest(directory: str) -> IndexManifest:
     try:
         with open(path) as f:
             data = json.load(f)
+        if not isinstance(data, dict):
+            raise ValueError("not a JSON object")
+        if data.get("format_version") != FORMAT_VERSION:
+            from crawler.errors import IndexMismatch
+            raise IndexMismatch(f"index format {data.get('format_version')} in {path}, this Fathom reads "
+                                f"{FORMAT_VERSION}; rebuild with `fathom index --rebuild`")
         names = {f.name for f in dataclasses.fields(IndexManifest)}
         missing = names - set(data)
         if missing:
@@ -74,10 +86,6 @@ def read_manifest(directory: str) -> IndexManifest:
         manifest = IndexManifest(**{k: data[k] for k in names})
     except (ValueError, TypeError) as exc:
         raise IndexCorrupt(f"corrupt manifest {path}: {exc}; rebuild with `fathom index --rebuild`") from None
-    if manifest.format_version != FORMAT_VERSION:
-        from crawler.errors import IndexMismatch
-        raise IndexMismatch(f"index format {manifest.format_version} in {path}, this Fathom reads "
-                            f"{FORMAT_VERSION}; rebuild with `fathom index --rebuild`")
     return manifest
 
 

@@ -10,6 +10,7 @@ from urllib.parse import urlsplit
 import numpy as np
 
 from indexer.embedding import Embedder
+from indexer.filtering import DATE_FIELDS, date_bounds, in_date_range, lang_key
 from indexer.hybrid_index import HybridIndex
 from indexer.lexical import query_terms
 from retriever.config import RetrieveConfig
@@ -21,18 +22,40 @@ ENGINES = ("hybrid", "bm25", "dense")
 
 @dataclass(frozen=True)
 class Filters:
-    """Restrict results to URLs under `url_prefix` and/or on one of `hosts`."""
+    """Restrict results to URLs under `url_prefix`, on one of `hosts`, whose page's `date_field`
+    (changed_at, fetched_at or modified_at) lies in `since`..`until` (ISO dates; a date-only
+    `until` includes its day; pages without that date are excluded), and in one of `langs`
+    (primary subtag: "en" matches "en-US"). Both engines apply them before taking candidates;
+    the semantics live in indexer.filtering so tantivy and the dense side agree."""
 
     url_prefix: str = ""
     hosts: tuple[str, ...] = ()
+    since: str = ""
+    until: str = ""
+    date_field: str = "changed_at"
+    langs: tuple[str, ...] = ()
+
+    def __post_init__(self) -> None:
+        if self.date_field not in DATE_FIELDS:
+            raise ValueError(f"date_field must be one of {', '.join(DATE_FIELDS)}, got {self.date_field!r}")
+        date_bounds(self.since, self.until)  # a malformed date or empty range fails here, loudly
 
     def active(self) -> bool:
-        return bool(self.url_prefix or self.hosts)
+        return bool(self.url_prefix or self.hosts or self.since or self.until or self.langs)
 
-    def allows(self, url: str) -> bool:
+    def allows(self, url: str, chunk=None) -> bool:
+        """Whether a result at `url` passes; date and language filters need its `chunk`."""
         if self.url_prefix and not url.startswith(self.url_prefix):
             return False
-        return not self.hosts or urlsplit(url).netloc in self.hosts
+        if self.hosts and urlsplit(url).netloc not in self.hosts:
+            return False
+        if self.since or self.until:
+            if chunk is None or not in_date_range(getattr(chunk, self.date_field, ""),
+                                                  *date_bounds(self.since, self.until)):
+                return False
+        if self.langs:
+            return chunk is not None and lang_key(chunk.lang) in {lang_key(l) for l in self.langs}
+        return True
 
 
 @dataclass(frozen=True)
@@ -88,7 +111,9 @@ class HybridRetriever:
             return SearchResult([], timings, tuple(notes))
         t = time.perf_counter()
         lexical = self.index.lexical.search(query, cfg.bm25_candidates if engines != "dense" else 0,
-                                            filters.url_prefix, filters.hosts)
+                                            filters.url_prefix, filters.hosts, since=filters.since,
+                                            until=filters.until, date_field=filters.date_field,
+                                            langs=filters.langs)
         timings["bm25_ms"] = (time.perf_counter() - t) * 1000
         dense: list[tuple[int, float]] = []
         if cfg.dense_candidates > 0 and engines != "bm25" and self.index.dense.get_current_count():
@@ -134,7 +159,7 @@ class HybridRetriever:
         if not filters.active():
             labels, dists = dense.knn_query(qvec.reshape(1, -1), k=min(n, dense.get_current_count()))
             return [(int(l), 1.0 - float(d)) for l, d in zip(labels[0], dists[0])]
-        allowed = [cid for cid, c in self.index.chunks.items() if filters.allows(c.url)]
+        allowed = [cid for cid, c in self.index.chunks.items() if filters.allows(c.url, c)]
         if not allowed:
             return []
         if len(allowed) <= 2000:

@@ -175,3 +175,53 @@ def test_non_utf8_page_without_charset_is_decoded(tmp_path):
         crawl([base + "index.html"], CrawlConfig(), db)
     (page,) = stored(db).values()
     assert "crème" in page.text
+
+
+PLUGGED = '''
+import json, sys
+from scrapy.core.scheduler import Scheduler
+from scrapy.dupefilters import RFPDupeFilter
+import crawler.run
+
+SEEN = []
+
+class RecordingDupeFilter(RFPDupeFilter):
+    def request_seen(self, request):
+        SEEN.append(request.url)
+        return super().request_seen(request)
+
+class PluggedScheduler(Scheduler):
+    def close(self, reason):
+        with open(sys.argv[1], "w") as f:
+            json.dump({"scheduler": type(self).__name__, "dupefilter": type(self.df).__name__, "seen": SEEN}, f)
+        return super().close(reason)
+
+base = crawler.run.scrapy_settings
+crawler.run.scrapy_settings = lambda config: {**base(config), "SCHEDULER": PluggedScheduler,
+                                              "DUPEFILTER_CLASS": RecordingDupeFilter}
+crawler.run._child()
+'''
+
+
+def test_scheduler_and_dupefilter_are_replaced_through_scrapy_settings_alone(fresh_site, tmp_path):
+    """What scrapy-redis needs: the spider works with another SCHEDULER and DUPEFILTER_CLASS."""
+    import dataclasses
+    import json
+    import subprocess
+    import sys
+
+    _, base = fresh_site
+    script, used = tmp_path / "plugged.py", tmp_path / "used.json"
+    script.write_text(PLUGGED)
+    db = str(tmp_path / "crawl.duckdb")
+    job = {"seeds": [base + "docs/index.html"], "store": db, "config": dataclasses.asdict(CrawlConfig())}
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    proc = subprocess.run([sys.executable, str(script), str(used)], input=json.dumps(job), capture_output=True,
+                          text=True, cwd=root, env={**os.environ, "PYTHONPATH": root}, check=True)
+    report = json.loads(proc.stdout.splitlines()[-1])
+    info = json.loads(used.read_text())
+    assert info["scheduler"] == "PluggedScheduler" and info["dupefilter"] == "RecordingDupeFilter"
+    assert any(u.endswith("/docs/tomatoes.html") for u in info["seen"])
+    assert report["new"] == 4 and report["skipped"]["http_404"] == 1
+    assert sorted(u.rsplit("/", 1)[-1] for u in stored(db)) == ["compost.html", "index.html", "tomatoes.html",
+                                                                "watering.html"]

@@ -3,6 +3,7 @@ import os
 import shutil
 
 import pytest
+import tantivy
 
 from crawler.errors import IndexCorrupt, IndexLocked, IndexMismatch, IndexNotFound
 from indexer.build import build_index
@@ -22,12 +23,15 @@ def index_copy(built_engine, tmp_path):
 
 
 def test_manifest_round_trip_restores_settings(built_engine, embedder, tmp_path):
-    cfg = IndexConfig(hnsw_m=12, ef_construction=150, ef_search=77, compression_level=2, chunk_words=120)
+    cfg = IndexConfig(hnsw_m=12, ef_construction=150, ef_search=77, compression_level=2, chunk_unit="tokens",
+                      chunk_tokens=120, overlap_tokens=20, min_tokens=30)
     root = str(tmp_path / "idx")
     build_index(built_engine.store_path, root, cfg, embedder)
     idx = HybridIndex.open(root, "all-MiniLM-L6-v2")
     m = idx.manifest
-    assert (m.hnsw_m, m.ef_construction, m.ef_search, m.compression_level, m.chunk_words) == (12, 150, 77, 2, 120)
+    assert (m.hnsw_m, m.ef_construction, m.ef_search, m.compression_level) == (12, 150, 77, 2)
+    assert (m.chunk_unit, m.chunk_tokens, m.overlap_tokens, m.min_tokens, m.chunk_hard_limit) == ("tokens", 120, 20, 30, 224)
+    assert m.settings()["chunk_unit"] == "tokens" and m.settings()["ef_search"] == 77
     assert idx.dense.ef == 77  # hnswlib forgets ef on load; we restore it
     assert m.embedder == "all-MiniLM-L6-v2" and m.embedder_dim == 384 and len(m.embedder_checksum) == 64
     assert m.chunks == len(idx.chunks) == idx.lexical.num_docs == idx.dense.get_current_count()
@@ -68,17 +72,17 @@ def test_corrupt_manifest_raises_index_corrupt(index_copy):
 
 def test_damaged_file_raises_index_corrupt_naming_it(index_copy):
     gen = current_generation(index_copy)
-    with open(os.path.join(gen, "chunks.jsonl.gz"), "r+b") as f:
+    with open(os.path.join(gen, "chunks.jsonl.xz"), "r+b") as f:
         f.seek(10)
         f.write(b"garbage")
-    with pytest.raises(IndexCorrupt, match="chunks.jsonl.gz"):
+    with pytest.raises(IndexCorrupt, match="chunks.jsonl.xz"):
         HybridIndex.open(index_copy)
 
 
 def test_missing_file_raises_index_corrupt(index_copy):
     gen = current_generation(index_copy)
-    os.remove(os.path.join(gen, "vectors.npy"))
-    with pytest.raises(IndexCorrupt, match="vectors.npy"):
+    os.remove(os.path.join(gen, "vectors.npy.xz"))
+    with pytest.raises(IndexCorrupt, match="vectors.npy.xz"):
         HybridIndex.open(index_copy)
 
 
@@ -110,3 +114,59 @@ def test_rebuild_reuses_cached_embeddings_and_switches_generation(index_copy, bu
     assert current_generation(index_copy) != before
     manifest = json.load(open(os.path.join(current_generation(index_copy), "manifest.json")))
     assert manifest["generation"] == report.generation
+
+
+def _ids_in_step(idx: HybridIndex) -> list[int]:
+    """Chunk ids of the chunk table, asserting tantivy and hnswlib hold exactly the same ones."""
+    ids = sorted(idx.chunks)
+    assert sorted(int(x) for x in idx.dense.get_ids_list()) == ids
+    found = idx.lexical.searcher.search(tantivy.Query.all_query(), len(ids) + 10).hits
+    assert sorted(int(idx.lexical.searcher.doc(a)["chunk_id"][0]) for _, a in found) == ids
+    assert idx.manifest.chunks == len(ids) == idx.lexical.num_docs == idx.dense.get_current_count()
+    return ids
+
+
+def test_incremental_add_change_delete_keeps_engines_in_step(built_engine, embedder, tmp_path):
+    import duckdb
+
+    store = str(tmp_path / "crawl.duckdb")
+    shutil.copy(built_engine.store_path, store)
+    root = str(tmp_path / "index")
+    shutil.copytree(built_engine.index_root, root)
+    before = HybridIndex.open(root)
+    _ids_in_step(before)
+    urls = sorted({c.url for c in before.chunks.values()})
+    compost = next(u for u in urls if u.endswith("compost.html"))
+    watering = next(u for u in urls if u.endswith("watering.html"))
+    db = duckdb.connect(store)
+    db.execute("UPDATE pages SET deleted = true WHERE url = ?", [compost])  # tombstone
+    db.execute("UPDATE pages SET text = text || '\n\nMulch keeps the soil moist between waterings.', "
+               "content_hash = 'changed' WHERE url = ?", [watering])
+    db.execute("INSERT INTO pages (url, title, text, lang, content_hash, deleted) SELECT "
+               "replace(url, 'watering.html', 'bees.html'), 'Bees', '# Bees\n\nBees pollinate squash "
+               "flowers early in the morning.', lang, 'bees', false FROM pages WHERE url = ?", [watering])
+    db.close()
+    report = build_index(store, root, IndexConfig(), embedder)
+    after = HybridIndex.open(root)
+    _ids_in_step(after)
+    new_urls = {c.url for c in after.chunks.values()}
+    assert compost not in new_urls and watering in new_urls and any(u.endswith("bees.html") for u in new_urls)
+    assert report.embedded == 2  # the changed watering chunk and the new page; the rest from the cache
+    lex = after.lexical.search("compost heap nitrogen carbon", 10)  # the tombstoned page is gone from both
+    assert all(after.chunks[c].url != compost for c, _ in lex)
+    labels, _ = after.dense.knn_query(embedder.embed_query("compost heap nitrogen carbon"), k=after.manifest.chunks)
+    assert all(after.chunks[int(l)].url != compost for l in labels[0])
+    hits = after.lexical.search("mulch moist", 3)
+    assert hits and after.chunks[hits[0][0]].url == watering
+    labels, _ = after.dense.knn_query(embedder.embed_query("bees pollinate squash flowers"), k=1)
+    assert after.chunks[int(labels[0][0])].url.endswith("bees.html")
+
+
+def test_old_schema_index_asks_for_rebuild(index_copy):
+    gen = current_generation(index_copy)
+    path = os.path.join(gen, "manifest.json")
+    data = json.load(open(path))
+    data["tantivy_schema_version"] = 1
+    json.dump(data, open(path, "w"))
+    with pytest.raises(IndexMismatch, match="--rebuild"):
+        HybridIndex.open(index_copy, verify=False)

@@ -72,3 +72,85 @@ def test_filters_apply_inside_both_engines(built_engine):
     hits = built_engine.retriever().search("roots grow", k=5, engines="bm25", filters=only).hits
     assert hits and all(h.url.endswith("tomatoes.html") for h in hits)
     assert built_engine.search("compost", filters=Filters(hosts=("other.example",))).hits == []
+
+
+@pytest.fixture(scope="module")
+def dated_engine(built_engine, tmp_path_factory):
+    """The fixture site re-indexed after giving compost.html an old change date, no modified
+    date and German as its language."""
+    import shutil
+
+    import duckdb
+
+    from fathom.engine import Engine
+
+    data = tmp_path_factory.mktemp("dated")
+    shutil.copy(built_engine.store_path, data / "crawl.duckdb")
+    db = duckdb.connect(str(data / "crawl.duckdb"))
+    db.execute("ALTER TABLE pages ADD COLUMN IF NOT EXISTS modified_at VARCHAR")  # the page's own date
+    db.execute("UPDATE pages SET modified_at = '2025-05-05'")
+    db.execute("UPDATE pages SET last_changed = TIMESTAMP '2020-03-04 05:06:07', lang = 'de-DE', "
+               "modified_at = NULL WHERE url LIKE '%/compost.html'")
+    db.execute("UPDATE pages SET last_changed = TIMESTAMP '2025-06-01 12:00:00', lang = 'en-GB' "
+               "WHERE url NOT LIKE '%/compost.html'")
+    db.close()
+    engine = Engine(str(data), embedder=built_engine.embedder)
+    engine.index()
+    return engine
+
+
+COMPOST = "compost heap nitrogen carbon"  # compost.html is by far the best match in every engine
+
+
+@pytest.mark.parametrize("engines", ["bm25", "dense", "hybrid"])
+def test_date_filter_keeps_best_match_out_of_every_engine(dated_engine, engines):
+    from retriever.hybrid import Filters
+
+    r = dated_engine.retriever()
+    assert r.search(COMPOST, k=3, engines=engines).hits[0].url.endswith("compost.html")
+    for f in (Filters(since="2021-01-01"), Filters(until="2020-03-03"),
+              Filters(since="2020-03-04T05:06:08"), Filters(since="2020-01-01", date_field="modified_at")):  # no date: never passes
+        hits = r.search(COMPOST, k=10, engines=engines, filters=f).hits
+        assert not any(h.url.endswith("compost.html") for h in hits), f
+    # a date-only `until` includes its whole day; only compost.html changed that early
+    hits = r.search(COMPOST, k=10, engines=engines, filters=Filters(until="2020-03-04")).hits
+    assert hits and all(h.url.endswith("compost.html") for h in hits)
+    hits = r.search("water roots", k=10, engines=engines, filters=Filters(since="2025-06-01", until="2025-06-01")).hits
+    assert hits and not any(h.url.endswith("compost.html") for h in hits)
+
+
+@pytest.mark.parametrize("engines", ["bm25", "dense", "hybrid"])
+def test_language_filter_keeps_best_match_out_of_every_engine(dated_engine, engines):
+    from retriever.hybrid import Filters
+
+    r = dated_engine.retriever()
+    hits = r.search(COMPOST, k=10, engines=engines, filters=Filters(langs=("en",))).hits
+    assert hits and not any(h.url.endswith("compost.html") for h in hits)
+    hits = r.search(COMPOST, k=10, engines=engines, filters=Filters(langs=("DE",))).hits
+    assert hits and all(h.url.endswith("compost.html") for h in hits)
+
+
+def test_bad_date_filter_is_a_clear_error():
+    from retriever.hybrid import Filters
+
+    with pytest.raises(ValueError, match="ISO date"):
+        Filters(since="last tuesday")
+    with pytest.raises(ValueError, match="empty date range"):
+        Filters(since="2024-02-01", until="2024-01-01")
+    with pytest.raises(ValueError, match="date_field"):
+        Filters(since="2024-02-01", date_field="built_at")
+
+
+def test_search_cli_date_and_language_options(dated_engine):
+    import json
+    import subprocess
+    import sys
+
+    out = subprocess.run([sys.executable, "-m", "fathom", "--data", dated_engine.data_dir, "search", COMPOST,
+                          "--since", "2021-01-01", "--lang", "en", "--json"], capture_output=True, text=True)
+    assert out.returncode == 0, out.stderr
+    urls = [h["url"] for h in json.loads(out.stdout)["hits"]]
+    assert urls and not any(u.endswith("compost.html") for u in urls)
+    out = subprocess.run([sys.executable, "-m", "fathom", "--data", dated_engine.data_dir, "search", COMPOST,
+                          "--since", "not-a-date"], capture_output=True, text=True)
+    assert out.returncode == 2 and "ISO date" in out.stderr
