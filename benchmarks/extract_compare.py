@@ -14,6 +14,10 @@ of the Python docs' library/ and tutorial/ pages, and reports per site and extra
 - words: mean words of output.
 An `all_text` row (every text node of <body>, no extraction) shows what the checks catch.
 trafilatura is optional: without it only our figures are printed (`pip install trafilatura`).
+
+It also measures the language fallback (`crawler.lang.detect_language`, used when a page has no
+<html lang>): on our text of the same pages (all English) and on 10 samples of ~150 words per
+language built from the translated messages (msgstr) of /usr/share/locale/<lang>/*.mo.
 Writes benchmarks/out/extract_compare.json.
 """
 from __future__ import annotations
@@ -32,6 +36,7 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 import lxml.html  # noqa: E402
 
 from crawler.extract import extract_html  # noqa: E402
+from crawler.lang import STOPWORDS, detect_language  # noqa: E402
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 OUT = os.path.join(HERE, "out", "extract_compare.json")
@@ -100,6 +105,39 @@ def score(text: str, t: dict, nav: re.Pattern) -> dict:
     }
 
 
+def locale_samples(lang: str, n: int = 10, words: int = 150) -> list[str]:
+    """Up to `n` texts of about `words` words from the translated messages of `lang`'s catalogs."""
+    import gettext
+    import glob
+    texts, buf = [], []
+    for mo in sorted(glob.glob(f"/usr/share/locale/{lang}/LC_MESSAGES/*.mo")):
+        try:
+            with open(mo, "rb") as f:
+                catalog = gettext.GNUTranslations(f)._catalog
+        except (OSError, ValueError, UnicodeDecodeError, KeyError):
+            continue
+        for msgid, msgstr in catalog.items():
+            if isinstance(msgstr, str) and msgid and len(msgstr.split()) >= 4 and "%" not in msgstr:
+                buf += msgstr.split()
+                if len(buf) >= words:
+                    texts.append(" ".join(buf))
+                    buf = []
+                    if len(texts) == n:
+                        return texts
+    return texts
+
+
+def language_check(doc_texts: list[str]) -> dict:
+    out = {"docs_en": {"pages": len(doc_texts), "right": sum(detect_language(t) == "en" for t in doc_texts),
+                       "unsure": sum(detect_language(t) == "" for t in doc_texts)}}
+    for lang in STOPWORDS:
+        samples = locale_samples(lang)
+        got = [detect_language(t) for t in samples]
+        out[lang] = {"samples": len(samples), "right": got.count(lang), "unsure": got.count(""),
+                     "wrong": sorted(g for g in got if g not in ("", lang))}
+    return out
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--pages", type=int, default=50, help="pages per site (default 50)")
@@ -153,6 +191,8 @@ def main() -> None:
                 "empty_pages": sum(1 for r in rows if r["words"] == 0),
             }
         results["sites"][site] = {"pages": len(pages), "extractors": per}
+        results.setdefault("_doc_texts", []).extend(outputs["fathom"].values())
+    results["language"] = language_check(results.pop("_doc_texts", []))
     results["loadavg_after"] = os.getloadavg()
     os.makedirs(os.path.dirname(OUT), exist_ok=True)
     with open(OUT, "w") as f:
@@ -165,6 +205,9 @@ def main() -> None:
     for site, r in results["sites"].items():
         for name, m in r["extractors"].items():
             print(f"{site:<11} {name:<15} " + " ".join(f"{str(m[c]):>15}" for c in cols))
+    print("\nlanguage fallback: " + "; ".join(
+        f"{k} {v['right']}/{v.get('samples', v.get('pages'))} right, {v['unsure']} unsure"
+        + (f", wrong {v['wrong']}" if v.get("wrong") else "") for k, v in results["language"].items()))
     print(f"\n{args.pages} pages per site; trafilatura {version or 'not installed'}; 1-min load "
           f"{results['loadavg_before'][0]:.2f} before, {results['loadavg_after'][0]:.2f} after")
 

@@ -33,6 +33,12 @@ STOPWORDS = {
           "może tylko dla czy które ich tego",
 }
 _SETS = {lang: frozenset(words.split()) for lang, words in STOPWORDS.items()}
+CYRILLIC = frozenset({"ru"})  # the other lists are Latin-script languages
+
+
+def _cyrillic(word: str) -> bool:
+    return "\u0400" <= word[0] <= "\u04ff"
+
 _WORD = re.compile(r"[^\W\d_]+", re.UNICODE)
 MIN_WORDS = 20  # fewer words than this: no guess
 MIN_SHARE = 0.12  # the winner's stopwords must be at least this share of the words
@@ -44,10 +50,17 @@ def detect_language(text: str, max_words: int = 500) -> str:
     words = _WORD.findall(text[:max_words * 12])[:max_words]
     if len(words) < MIN_WORDS:
         return ""
+    # the script most words are in decides which lists compete: English identifiers in a
+    # Russian text must not make it English
+    cyrillic = [w for w in words if _cyrillic(w)]
+    if 2 * len(cyrillic) > len(words):
+        words, langs = cyrillic, CYRILLIC
+    else:
+        words, langs = [w for w in words if not _cyrillic(w)], _SETS.keys() - CYRILLIC
     counts = Counter(w.lower() for w in words)
-    scores = {lang: sum(counts[w] for w in s.intersection(counts)) for lang, s in _SETS.items()}
-    ranked = sorted(scores.items(), key=lambda kv: kv[1], reverse=True)
-    (best, top), (_, second) = ranked[0], ranked[1]
+    scores = sorted(((sum(counts[w] for w in _SETS[lang].intersection(counts)), lang) for lang in langs),
+                    reverse=True)
+    (top, best), second = scores[0], scores[1][0] if len(scores) > 1 else 0
     if top < MIN_SHARE * len(words) or top < MIN_LEAD * second:
         return ""
     return best

@@ -68,3 +68,6 @@ def test_language_detection_by_stopwords():
     assert detect_language(fr * 2) == "fr"
     assert detect_language("SELECT * FROM t WHERE x = 1") == ""  # too short to tell
     assert detect_language("lorem ipsum dolor " * 30) == ""
+    ru = ("Сервер хранит журнал каждого запроса, и он не должен расти, когда файл log_file уже "
+          "есть на диске. Это было так и в прошлой версии, но теперь её нет. ")
+    assert detect_language(ru + "the file of the server is in the log and it is not there for all of us to see") == "ru"
