@@ -56,8 +56,8 @@ def file_etag(st: os.stat_result) -> str:
 
 
 class LocalFileMiddleware:
-    """Downloader middleware for file:// requests: 404 for a missing file or a directory,
-    too_large past DOWNLOAD_MAXSIZE, 304 when If-None-Match names the file's current ETag;
+    """Downloader middleware for file:// requests: 404 for a missing file, a directory's
+    index.html for a directory (404 without one), too_large past DOWNLOAD_MAXSIZE, 304 when If-None-Match names the file's current ETag;
     responses get ETag, Last-Modified and a Content-Type guessed from the file name."""
 
     def __init__(self, max_size: int):
@@ -75,6 +75,10 @@ class LocalFileMiddleware:
             st = os.stat(path)
         except OSError:
             return Response(request.url, status=404, request=request)
+        if os.path.isdir(path) and os.path.isfile(os.path.join(path, "index.html")):
+            # what a web server does for a directory: its index.html, the directory URL becoming an
+            # alias. Scrapy follows no redirect to a file:// URL, so the request is replaced instead.
+            return request.replace(url=Path(path, "index.html").as_uri())
         if not os.path.isfile(path):
             return Response(request.url, status=404, request=request)
         if self.max_size and st.st_size > self.max_size:

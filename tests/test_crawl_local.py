@@ -13,7 +13,7 @@ def local_site(tmp_path):
     root = tmp_path / "docs"
     (root / "guide").mkdir(parents=True)
     (root / "index.html").write_bytes(html("Local index", links=["guide/a.html", "../outside.html"]))
-    (root / "guide" / "a.html").write_bytes(html("Guide A", links=["../index.html"]))
+    (root / "guide" / "a.html").write_bytes(html("Guide A", links=["../index.html", "../"]))
     (root / "orphan.htm").write_bytes(html("Orphan page"))  # linked from nowhere
     (root / "notes.txt").write_text("plain text, not a page")
     (tmp_path / "outside.html").write_bytes(html("Outside the seed directory"))
@@ -36,8 +36,12 @@ def test_a_directory_crawls_every_html_file_under_it_and_nothing_outside(local_s
 
 def test_a_file_url_seed_follows_links_within_its_directory(local_site, tmp_path):
     db = str(tmp_path / "crawl.duckdb")
-    crawl([(local_site / "index.html").as_uri()], CrawlConfig(), db)
+    report = crawl([(local_site / "index.html").as_uri()], CrawlConfig(), db)
     assert names(db) == ["guide/a.html", "index.html"]  # the orphan is not linked
+    # a link to the directory itself leads to its index.html, as on a web server
+    assert report.errors == 0 and report.skipped.get("canonical") == 1
+    assert query(db, "SELECT alias_of FROM aliases WHERE url = ?", [local_site.as_uri() + "/"]) == \
+        [((local_site / "index.html").as_uri(),)]
 
 
 def test_local_recrawl_skips_unchanged_files_and_sees_changes_and_deletions(local_site, tmp_path):
