@@ -131,7 +131,8 @@ class SiteSpider(scrapy.Spider):
                               meta={"depth": depth, "fathom_url": url, "fathom_lastmod": lastmod})
 
     def _on_scope_host(self, url: str) -> bool:
-        return urlsplit(normalize_url(url)).netloc in self.scope.hosts
+        link = _normalized(url)
+        return bool(link) and urlsplit(link).netloc in self.scope.hosts
 
     def _sitemap_request(self, url: str) -> scrapy.Request:
         return scrapy.Request(url, callback=self.parse_sitemap, errback=self.sitemap_failed)
@@ -152,8 +153,8 @@ class SiteSpider(scrapy.Spider):
             if self._on_scope_host(url):
                 yield self._sitemap_request(url)
         for url, lastmod in pages:
-            link = normalize_url(url)
-            if self.scope.allows(link):
+            link = _normalized(url)
+            if link and self.scope.allows(link):
                 req = self._request(link, 1, lastmod)
                 if req is not None:
                     yield req
@@ -209,15 +210,15 @@ class SiteSpider(scrapy.Spider):
         text = decode_body(response)
         self.counts["extracted"] += 1
         ext = extract_html(text, response.url)
-        canonical = normalize_url(ext.canonical) if ext.canonical else final_url  # links come absolute
+        canonical = _normalized(ext.canonical) or final_url  # links come absolute
         if not self.scope.allows(canonical):
             canonical = final_url
         if ext.text.strip():
             self.scheduled.add(canonical)  # a page claims its canonical URL: never fetched after this
         depth = response.meta.get("depth", 0)
         for href in ext.links:
-            link = normalize_url(href)
-            if self.scope.allows(link):
+            link = _normalized(href)
+            if link and self.scope.allows(link):
                 req = self._request(link, depth + 1)
                 if req is not None:
                     yield req
@@ -305,6 +306,14 @@ class SiteSpider(scrapy.Spider):
         if reason == "finished":
             self.store.clear_frontier(self.job)
         self.store.close()
+
+
+def _normalized(url: str) -> str:
+    """normalize_url, or "" for a URL it cannot parse (a bad port, a broken IPv6 host)."""
+    try:
+        return normalize_url(url) if url else ""
+    except ValueError:
+        return ""
 
 
 def decode_body(response) -> str:

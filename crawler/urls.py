@@ -1,6 +1,7 @@
 """URL normalisation and crawl scope."""
 from __future__ import annotations
 
+import functools
 import posixpath
 import re
 from dataclasses import dataclass
@@ -10,6 +11,7 @@ _TRACKING = re.compile(r"^(utm_\w+|fbclid|gclid|mc_cid|mc_eid|ref_src)$", re.I)
 _DEFAULT_PORTS = {"http": 80, "https": 443}
 
 
+@functools.lru_cache(maxsize=1 << 16)  # docs sites link the same nav URLs from every page
 def normalize_url(url: str) -> str:
     """Canonical form: lower-case scheme and host, no default port, no fragment,
     sorted query without tracking parameters, resolved dot segments."""

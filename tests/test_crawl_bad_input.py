@@ -117,3 +117,11 @@ def test_connection_reset_is_retried_then_skipped(tmp_path):
     assert report.skipped.get("connection_lost") == 1
     assert requested(log, "/docs/reset.html") == 2  # retried once
     assert names == ["good.html", "index.html"]
+
+
+def test_unparseable_links_are_ignored_and_their_page_kept(tmp_path):
+    broken = ["http://[broken/x.html", "http://127.0.0.1:99999/y.html", "http://h:port/z.html"]
+    routes = {"/docs/links.html": html("Links page", links=broken + ["good.html"])}
+    report, names, _ = crawl_site(tmp_path, "links.html", routes)
+    assert names == ["good.html", "index.html", "links.html"]
+    assert report.errors == 0 and "spider_error" not in report.skipped
