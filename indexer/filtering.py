@@ -8,10 +8,12 @@ Languages: compared on the primary subtag, lower-cased ("en-US" matches "en").""
 from __future__ import annotations
 
 import datetime as dt
+import functools
 
 DATE_FIELDS = ("changed_at", "fetched_at", "modified_at")
 
 
+@functools.lru_cache(maxsize=1 << 16)  # the dense-side predicate parses each chunk's date per query
 def parse_date(value: str) -> dt.datetime | None:
     """An ISO date or date-time as an aware UTC datetime at whole seconds; None when empty."""
     value = (value or "").strip()

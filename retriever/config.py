@@ -18,11 +18,18 @@ class RetrieveConfig:
     max_chunks_per_page: int = 1
     snippet_chars: int = 240
     max_query_chars: int = 2000
+    rerank: bool = False
+    rerank_candidates: int = 20
+    rerank_budget_ms: float = 1500.0
+    rerank_max_tokens: int = 256
+    rerank_threads: int = 2
 
     def __post_init__(self) -> None:
         if self.k < 1 or self.bm25_candidates < 0 or self.dense_candidates < 0:
             raise ValueError("k must be >= 1 and candidate depths >= 0")
         if self.fusion not in ("rrf", "wsum"):
             raise ValueError("fusion must be 'rrf' or 'wsum'")
+        if self.rerank_candidates < 1 or self.rerank_budget_ms <= 0 or self.rerank_max_tokens < 16:
+            raise ValueError("rerank_candidates must be >= 1, rerank_budget_ms > 0, rerank_max_tokens >= 16")
         if self.max_chunks_per_page < 1:
             raise ValueError("max_chunks_per_page must be at least 1")

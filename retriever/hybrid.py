@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import re
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from urllib.parse import urlsplit
 
 import numpy as np
@@ -34,11 +34,15 @@ class Filters:
     until: str = ""
     date_field: str = "changed_at"
     langs: tuple[str, ...] = ()
+    _bounds: tuple = field(default=(None, None), init=False, repr=False, compare=False)
+    _langs: frozenset = field(default=frozenset(), init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         if self.date_field not in DATE_FIELDS:
             raise ValueError(f"date_field must be one of {', '.join(DATE_FIELDS)}, got {self.date_field!r}")
-        date_bounds(self.since, self.until)  # a malformed date or empty range fails here, loudly
+        # a malformed date or an empty range fails here, loudly; parsed once per query
+        object.__setattr__(self, "_bounds", date_bounds(self.since, self.until))
+        object.__setattr__(self, "_langs", frozenset(map(lang_key, self.langs)))
 
     def active(self) -> bool:
         return bool(self.url_prefix or self.hosts or self.since or self.until or self.langs)
@@ -50,11 +54,10 @@ class Filters:
         if self.hosts and urlsplit(url).netloc not in self.hosts:
             return False
         if self.since or self.until:
-            if chunk is None or not in_date_range(getattr(chunk, self.date_field, ""),
-                                                  *date_bounds(self.since, self.until)):
+            if chunk is None or not in_date_range(getattr(chunk, self.date_field, ""), *self._bounds):
                 return False
         if self.langs:
-            return chunk is not None and lang_key(chunk.lang) in {lang_key(l) for l in self.langs}
+            return chunk is not None and lang_key(chunk.lang) in self._langs
         return True
 
 
@@ -73,6 +76,8 @@ class Hit:
     dense_rank: int | None = None
     bm25_score: float | None = None
     dense_score: float | None = None  # cosine similarity
+    rerank_rank: int | None = None  # 1-based rank among the reranked candidates
+    rerank_score: float | None = None  # cross-encoder logit
 
 
 @dataclass(frozen=True)
@@ -91,11 +96,13 @@ class HybridRetriever:
         self.config = config
 
     def search(self, query: str, k: int | None = None, max_per_page: int | None = None,
-               engines: str = "hybrid", filters: Filters = Filters()) -> SearchResult:
+               engines: str = "hybrid", filters: Filters = Filters(), rerank: bool | None = None
+               ) -> SearchResult:
         """Top `k` hits, at most `max_per_page` chunks of one page; never raises on odd input.
 
         `engines` is "hybrid" (both, fused), "bm25" or "dense" (one engine alone, for evaluation).
-        `filters` are applied inside both engines, before their top candidates are taken."""
+        `filters` are applied inside both engines, before their top candidates are taken.
+        `rerank` (default: the config's) reorders the best candidates with the cross-encoder."""
         if engines not in ENGINES:
             raise ValueError(f"engines must be one of {ENGINES}")
         cfg = self.config
@@ -133,6 +140,8 @@ class HybridRetriever:
         dense_info = {c: (r, s) for r, (c, s) in enumerate(dense, start=1)}
         per_page: dict[str, int] = {}
         terms = set(query_terms(query))
+        rerank = cfg.rerank if rerank is None else rerank
+        wanted = max(k, cfg.rerank_candidates) if rerank else k
         hits: list[Hit] = []
         for cid, score in sorted(fused.items(), key=lambda kv: (-kv[1], kv[0])):
             chunk = self.index.chunks.get(cid)
@@ -146,10 +155,36 @@ class HybridRetriever:
             hits.append(Hit(chunk_id=cid, url=chunk.url, title=chunk.title, heading=chunk.heading,
                             text=chunk.text, snippet=make_snippet(chunk.text, terms, cfg.snippet_chars),
                             score=round(score, 6), bm25_rank=lr, dense_rank=dr, bm25_score=ls, dense_score=ds))
-            if len(hits) >= k:
+            if len(hits) >= wanted:
                 break
         timings["fuse_ms"] = (time.perf_counter() - t) * 1000
-        return SearchResult(hits, timings, tuple(notes))
+        if rerank and len(hits) > 1:
+            t = time.perf_counter()
+            hits = self._rerank(query, hits, notes)
+            timings["rerank_ms"] = (time.perf_counter() - t) * 1000
+        return SearchResult(hits[:k], timings, tuple(notes))
+
+    def _rerank(self, query: str, hits: list[Hit], notes: list[str]) -> list[Hit]:
+        """Reorder the first candidates by cross-encoder score, as many as the time budget allows;
+        the rest keep their fused order behind them. Without the model, the fused order stays."""
+        from crawler.errors import ModelUnavailable
+        from retriever.rerank import load_reranker
+
+        cfg = self.config
+        try:
+            model = load_reranker(cfg.rerank_threads, cfg.rerank_max_tokens)
+        except ModelUnavailable as exc:
+            notes.append(f"not reranked: {exc}")
+            return hits
+        pool = hits[:cfg.rerank_candidates]
+        scores, n = model.rerank(query, [self.index.chunks[h.chunk_id].embed_text() for h in pool],
+                                 cfg.rerank_budget_ms)
+        if n < len(pool):
+            notes.append(f"reranked {n} of {len(pool)} candidates within the {cfg.rerank_budget_ms:.0f} ms budget")
+        order = sorted(range(n), key=lambda i: (-scores[i], i))
+        reranked = [replace(pool[i], rerank_rank=r, rerank_score=round(scores[i], 4))
+                    for r, i in enumerate(order, start=1)]
+        return reranked + hits[n:]
 
 
     def _dense(self, qvec: np.ndarray, n: int, filters: Filters) -> list[tuple[int, float]]:

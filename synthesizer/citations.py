@@ -79,5 +79,20 @@ def verify(answer: str, passages: list[str], min_support: float, drop_unsupporte
                    invalid_markers=invalid, supported_citations=supported, total_citations=total)
 
 
+def shown_support(text: str, cited_passages: list[str], min_support: float) -> tuple[int, int]:
+    """(supported, total) over every [n] marker of a final answer, where [n] refers to
+    `cited_passages[n-1]`: re-checks what the user sees, after renumbering."""
+    terms = [content_terms(p) for p in cited_passages]
+    supported = total = 0
+    for sentence in split_sentences(text):
+        claim = _MARKER.sub("", sentence).strip()
+        for m in _MARKER.finditer(sentence):
+            for num in m.group(1).split(","):
+                n = int(num) - 1
+                total += 1
+                supported += 0 <= n < len(terms) and support(claim, terms[n]) >= min_support
+    return supported, total
+
+
 def looks_like_abstention(text: str) -> bool:
     return bool(ABSTAIN_PATTERNS.search(text[:300]))

@@ -16,11 +16,13 @@ class AnswerConfig:
     fast_passages: int = 3
     slow_passages: int = 5
     fast_passage_words: int = 60  # fast mode quotes only this many words of each passage
+    slow_rerank: bool = True  # slow mode reorders its candidates with the cross-encoder
     fast_max_tokens: int = 160
     slow_max_tokens: int = 256
     fast_n_ctx: int = 2048
     slow_n_ctx: int = 4096
     n_threads: int = 2
+    adaptive_threads: bool = True  # fewer llama.cpp threads while other processes keep cores busy
     fast_deadline_s: float = 20.0
     slow_deadline_s: float = 90.0
     max_question_chars: int = 1000

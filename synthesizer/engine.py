@@ -16,7 +16,7 @@ from pydantic import ConfigDict
 from crawler.errors import ModelUnavailable, QueryError
 from retriever.hybrid import Hit, HybridRetriever
 from retriever.llamaindex_adapter import FathomRetriever, hit_to_node, node_to_hit
-from synthesizer.citations import looks_like_abstention, verify
+from synthesizer.citations import looks_like_abstention, shown_support, verify
 from synthesizer.config import AnswerConfig
 from synthesizer.llm import LlamaCppLLM
 from synthesizer.prompts import ABSTAIN_TEXT, build_messages, focus
@@ -31,7 +31,8 @@ LLMFactory = Callable[[str, int, int], LlamaCppLLM]
 
 def default_llm_factory(config: AnswerConfig) -> LLMFactory:
     def make(model: str, n_ctx: int, max_tokens: int) -> LlamaCppLLM:
-        return LlamaCppLLM(model_name=model, n_ctx=n_ctx, n_threads=config.n_threads, max_tokens=max_tokens)
+        return LlamaCppLLM(model_name=model, n_ctx=n_ctx, n_threads=config.n_threads, max_tokens=max_tokens,
+                           adaptive_threads=config.adaptive_threads)
     return make
 
 
@@ -67,9 +68,9 @@ class Synthesizer:
             self._idf_for = index
         return self._idf
 
-    def li_retriever(self, k: int) -> FathomRetriever:
+    def li_retriever(self, k: int, rerank: bool | None = None) -> FathomRetriever:
         # Up to 3 chunks of one page: a long FAQ answer spans several chunks.
-        return FathomRetriever(self.retriever, k=k, max_per_page=3)
+        return FathomRetriever(self.retriever, k=k, max_per_page=3, rerank=rerank)
 
     def choose_mode(self, question: str, hits: list[Hit]) -> tuple[str, str]:
         """auto mode: fast when retrieval is confident and the question simple, else slow."""
@@ -117,6 +118,10 @@ class Synthesizer:
             because = reason + "; abstained: "  # an abstention still says which mode auto chose
         else:
             reason, because = f"{mode} mode requested", ""
+        if mode == "slow" and c.slow_rerank and hits:
+            t = time.perf_counter()
+            hits = [node_to_hit(n) for n in self.li_retriever(c.slow_passages, rerank=True).retrieve(QueryBundle(question))]
+            timings["rerank_ms"] = round((time.perf_counter() - t) * 1000, 1)
         if not hits:
             yield self._abstain(because + "no indexed passage matches the question", mode, hits, timings, t0, notes)
             return
@@ -140,7 +145,7 @@ class Synthesizer:
         # The small fast model answers "NOT IN SOURCES" far too eagerly when offered it, so fast
         # mode leaves abstention to the evidence gate before and the verifier after generation.
         messages, used = build_messages(question, texts, llm.count_tokens, n_ctx - max_tokens,
-                                        allow_abstain=mode != "fast")
+                                        allow_abstain=mode != "fast", inline_citations=mode != "fast")
         passages = passages[:used]
         deadline = t0 + (c.fast_deadline_s if mode == "fast" else c.slow_deadline_s)
         text, first_token, n_tokens = "", None, 0
@@ -161,7 +166,7 @@ class Synthesizer:
             return
         gen_s = time.perf_counter() - t_gen
         timings.update(first_token_ms=round(((first_token or time.perf_counter()) - t0) * 1000, 1),
-                       generate_ms=round(gen_s * 1000, 1), tokens=n_tokens,
+                       generate_ms=round(gen_s * 1000, 1), tokens=n_tokens, threads=llm.threads_used,
                        tokens_per_s=round(n_tokens / gen_s, 1) if gen_s > 0 else 0.0)
         if not text.strip() and "generation stopped at the mode's deadline" in notes:
             yield self._extractive(question, passages, reason, timings, t0, notes)
@@ -181,7 +186,13 @@ class Synthesizer:
                                 timings, t0, notes, model=llm.model_name)
             return
         cites = tuple(_citation(i + 1, passages[n]) for i, n in enumerate(checked.cited))
-        timings.update(citations_supported=checked.supported_citations, citations_total=checked.total_citations)
+        shown_ok, shown = shown_support(checked.text, [f"{passages[n].title} {passages[n].heading} {passages[n].text}"
+                                                        for n in checked.cited], c.min_support)
+        # model_citations_*: markers the model wrote itself (fast mode asks for none);
+        # citations_*: every marker shown in the final answer, re-checked against its passage
+        timings.update(model_citations_supported=checked.supported_citations,
+                       model_citations_total=checked.total_citations,
+                       citations_supported=shown_ok, citations_total=shown)
         timings["total_ms"] = round((time.perf_counter() - t0) * 1000, 1)
         yield Answer(answer=checked.text, mode=mode, reason=reason, abstained=False, citations=cites,
                      timings=timings, model=llm.model_name, notes=tuple(notes))

@@ -24,7 +24,8 @@ class AnswerEval:
     unanswerable: int
     cites_source: float  # share of answerable questions whose citations include the source page
     token_f1: float  # mean over answered (not abstained) answerable questions
-    citation_support: float  # share of the model's citations the verifier found supported
+    citation_support: float  # share of the citation markers shown that the verifier finds supported
+    model_citation_precision: float  # share of the markers the model wrote that were supported (fast writes none)
     false_abstention: float  # share of answerable questions abstained on
     abstention: float  # share of unanswerable questions abstained on
     mean_s: float
@@ -71,7 +72,7 @@ def evaluate_answers(ask: Callable[[str], Answer], mode: str, qa: list[dict],
                      unanswerable: list[dict]) -> AnswerEval:
     """Ask every question in `mode` and aggregate the metrics."""
     times, first, tps, f1s = [], [], [], []
-    cites = false_abst = abst = supported = total = 0
+    cites = false_abst = abst = supported = total = model_ok = model_total = 0
     used: Counter[str] = Counter()
     for row in qa:
         a = ask(row["question"])
@@ -87,6 +88,8 @@ def evaluate_answers(ask: Callable[[str], Answer], mode: str, qa: list[dict],
         f1s.append(token_f1(a.answer, row["answer"]))
         supported += a.timings.get("citations_supported", 0)
         total += a.timings.get("citations_total", 0)
+        model_ok += a.timings.get("model_citations_supported", 0)
+        model_total += a.timings.get("model_citations_total", 0)
     for row in unanswerable:
         a = ask(row["question"])
         used[a.mode] += 1
@@ -98,6 +101,7 @@ def evaluate_answers(ask: Callable[[str], Answer], mode: str, qa: list[dict],
         cites_source=round(cites / n, 3) if n else 0.0,
         token_f1=round(statistics.fmean(f1s), 3) if f1s else 0.0,
         citation_support=round(supported / total, 3) if total else 0.0,
+        model_citation_precision=round(model_ok / model_total, 3) if model_total else 0.0,
         false_abstention=round(false_abst / n, 3) if n else 0.0,
         abstention=round(abst / u, 3) if u else 0.0,
         mean_s=round(statistics.fmean(times), 2) if times else 0.0,

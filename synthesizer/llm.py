@@ -17,6 +17,7 @@ from pydantic import PrivateAttr
 from crawler.errors import ModelUnavailable
 from synthesizer.backends import load_ggml_backends
 from synthesizer.models import model_path
+from synthesizer.threads import threads_for_now
 
 STOP = ["<|im_end|>", "<|endoftext|>"]
 _CACHE: dict[tuple[str, int, int], Any] = {}
@@ -58,7 +59,9 @@ class LlamaCppLLM(CustomLLM):
     n_threads: int = 2
     max_tokens: int = 160
     temperature: float = 0.0
+    adaptive_threads: bool = True  # use fewer threads while other processes keep cores busy
     _llama: Any = PrivateAttr(default=None)
+    _threads_used: int = PrivateAttr(default=0)
 
     def __init__(self, **kw: Any):
         super().__init__(**kw)
@@ -76,7 +79,18 @@ class LlamaCppLLM(CustomLLM):
     def count_tokens(self, text: str) -> int:
         return len(self._llama.tokenize(text.encode("utf-8", "ignore"), add_bos=False, special=False))
 
+    @property
+    def threads_used(self) -> int:
+        """Threads the last generation ran with."""
+        return self._threads_used
+
+    def _set_threads(self) -> None:
+        n = threads_for_now(self.n_threads) if self.adaptive_threads else self.n_threads
+        self._llama._ctx.set_n_threads(n, n)  # the Llama is shared: set it every time
+        self._threads_used = n
+
     def _gen_kwargs(self, kw: dict) -> dict:
+        self._set_threads()
         return {"max_tokens": kw.get("max_tokens", self.max_tokens),
                 "temperature": kw.get("temperature", self.temperature),
                 "stop": STOP, "repeat_penalty": kw.get("repeat_penalty", 1.1)}
