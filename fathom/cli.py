@@ -112,11 +112,14 @@ def index(ctx, rebuild, as_json, data_, config_):
 @click.option("--date-field", type=click.Choice(["changed_at", "fetched_at", "modified_at"]), default="changed_at",
               show_default=True, help="Which page date --since/--until apply to.")
 @click.option("--lang", "langs", multiple=True, help="Only pages in this language, e.g. en (repeatable).")
+@click.option("--rerank/--no-rerank", default=None,
+              help="Reorder the best candidates with the cross-encoder (default: [retrieve] rerank).")
 @click.option("--explain", is_flag=True, help="Show which engine found each hit, at what rank and score.")
 @click.option("--json", "as_json", is_flag=True)
 @_data_option
 @click.pass_context
-def search(ctx, query, k, url_prefix, hosts, since, until, date_field, langs, explain, as_json, data_, config_):
+def search(ctx, query, k, url_prefix, hosts, since, until, date_field, langs, rerank, explain, as_json, data_,
+           config_):
     """Hybrid search: the best pages for QUERY with snippets."""
     from retriever.hybrid import Filters
 
@@ -126,10 +129,11 @@ def search(ctx, query, k, url_prefix, hosts, since, until, date_field, langs, ex
                           langs=tuple(langs))
     except ValueError as exc:
         raise click.BadParameter(str(exc), param_hint="--since/--until") from None
-    result = _engine(ctx).search(query, k=k, filters=filters)
+    result = _engine(ctx).search(query, k=k, filters=filters, rerank=rerank)
     data = {"hits": [{"url": h.url, "title": h.title, "score": h.score, "snippet": h.snippet,
                       "heading": h.heading, "bm25_rank": h.bm25_rank, "bm25_score": h.bm25_score,
-                      "dense_rank": h.dense_rank, "dense_score": h.dense_score}
+                      "dense_rank": h.dense_rank, "dense_score": h.dense_score,
+                      "rerank_rank": h.rerank_rank, "rerank_score": h.rerank_score}
                      for h in result.hits],
             "timings_ms": {k_: round(v, 2) for k_, v in result.timings_ms.items()},
             "notes": list(result.notes)}
@@ -144,7 +148,8 @@ def search(ctx, query, k, url_prefix, hosts, since, until, date_field, langs, ex
             if explain:
                 bm25 = (f"bm25 #{h['bm25_rank']} ({h['bm25_score']:.2f})" if h["bm25_rank"] else "bm25 -")
                 dense = (f"dense #{h['dense_rank']} (cos {h['dense_score']:.3f})" if h["dense_rank"] else "dense -")
-                click.echo(f"   explain: {bm25}, {dense}, fused {h['score']:.5f}")
+                rr = (f", rerank #{h['rerank_rank']} ({h['rerank_score']:.2f})" if h["rerank_rank"] else "")
+                click.echo(f"   explain: {bm25}, {dense}, fused {h['score']:.5f}{rr}")
             click.echo("")
     _emit(data, as_json, human)
 
@@ -226,7 +231,7 @@ def status(ctx, as_json, data_, config_):
 @main.command(name="eval")
 @click.argument("path", type=click.Path(exists=True, dir_okay=False))
 @click.option("--engines", default="bm25,dense,hybrid", show_default=True,
-              help="Comma-separated engine settings to score: bm25, dense, hybrid.")
+              help="Comma-separated engine settings to score: bm25, dense, hybrid, rerank (hybrid + cross-encoder).")
 @click.option("--limit", type=click.IntRange(min=1), default=None, help="Score only the first N queries.")
 @click.option("--qa", is_flag=True, help="Answer the questions of a QA file and score the answers per mode.")
 @click.option("--modes", default="fast,slow,auto", show_default=True, help="With --qa: modes to score.")
@@ -257,7 +262,7 @@ def eval_cmd(ctx, path, engines, limit, qa, modes, unanswerable, as_json, data_,
         _emit(data, as_json, human_qa)
         return
     chosen = tuple(e.strip() for e in engines.split(",") if e.strip())
-    bad = [e for e in chosen if e not in ("bm25", "dense", "hybrid")]
+    bad = [e for e in chosen if e not in ("bm25", "dense", "hybrid", "rerank")]
     if bad:
         raise click.BadParameter(f"unknown engine(s) {bad}", param_hint="--engines")
     results = _engine(ctx).evaluate(path, chosen, limit)

@@ -83,16 +83,20 @@ class Engine:
     def retriever(self) -> HybridRetriever:
         return HybridRetriever(self.open_index(), self.embedder, self.config.retrieve)
 
-    def search(self, query: str, k: int | None = None, filters: Filters = Filters()) -> SearchResult:
-        return self.retriever().search(query, k=k, filters=filters)
+    def search(self, query: str, k: int | None = None, filters: Filters = Filters(),
+               rerank: bool | None = None) -> SearchResult:
+        return self.retriever().search(query, k=k, filters=filters, rerank=rerank)
 
     def evaluate(self, path: str, engines: tuple[str, ...] = ENGINES, limit: int | None = None,
                  k: int = 10) -> list[EvalResult]:
         """Score retrieval on a qrels or QA file, once per engine setting."""
         judged = load_judged(path, limit)
         retriever = self.retriever()
-        return [evaluate(lambda q, e=e: [h.url for h in retriever.search(q, k=k, max_per_page=1, engines=e).hits],
-                         judged, e, k) for e in engines]
+        def run(e: str):  # "rerank" is hybrid + the cross-encoder
+            engines_, rerank = ("hybrid", True) if e == "rerank" else (e, False)
+            return lambda q: [h.url for h in retriever.search(q, k=k, max_per_page=1, engines=engines_,
+                                                              rerank=rerank).hits]
+        return [evaluate(run(e), judged, e, k) for e in engines]
 
     def evaluate_answers(self, qa_path: str, unanswerable_path: str | None = None,
                          modes: tuple[str, ...] = ("fast", "slow", "auto"), limit: int | None = None

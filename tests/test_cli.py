@@ -66,11 +66,11 @@ def test_bad_config_is_a_one_line_error(tmp_path):
 def test_eval_prints_metrics_per_engine(built_engine, tmp_path):
     qrels = tmp_path / "q.jsonl"
     qrels.write_text(json.dumps({"qid": "1", "query": "compost heap", "relevant": ["docs/compost.html"]}) + "\n")
-    out = fathom("eval", str(qrels), "--engines", "bm25,hybrid", "--json", "--data", built_engine.data_dir)
+    out = fathom("eval", str(qrels), "--engines", "bm25,hybrid,rerank", "--json", "--data", built_engine.data_dir)
     assert out.returncode == 0, out.stderr
     results = json.loads(out.stdout)["results"]
-    assert [r["engines"] for r in results] == ["bm25", "hybrid"]
-    assert results[1]["ndcg_at_10"] == 1.0
+    assert [r["engines"] for r in results] == ["bm25", "hybrid", "rerank"]
+    assert results[1]["ndcg_at_10"] == 1.0 and results[2]["ndcg_at_10"] == 1.0
     assert fathom("eval", str(qrels), "--engines", "magic", "--data", built_engine.data_dir).returncode == 2
 
 
@@ -78,6 +78,10 @@ def test_search_explain_names_the_engines(built_engine):
     out = fathom("search", "compost heap", "-k", "2", "--explain", "--data", built_engine.data_dir)
     assert out.returncode == 0, out.stderr
     assert "explain: bm25 #" in out.stdout and "dense #" in out.stdout and "fused" in out.stdout
+    assert "rerank #" not in out.stdout
+    out = fathom("search", "compost heap", "-k", "2", "--explain", "--rerank", "--data", built_engine.data_dir)
+    assert out.returncode == 0, out.stderr
+    assert "rerank #1 (" in out.stdout
 
 
 def test_status_reports_an_unusable_index_instead_of_failing(built_engine, tmp_path):
