@@ -165,9 +165,19 @@ def chunk_page(page: Page, spec: ChunkSpec, first_id: int = 0) -> list[Chunk]:
     carry_only = False  # cur holds nothing but the previous chunk's overlap tail
 
     def flush(keep_overlap: bool) -> None:
-        nonlocal cur, cur_words, carry_only
+        nonlocal cur, cur_words, cur_heading, carry_only
+        # A heading never ends a chunk: it moves to the next one, with the text it heads
+        # (an FAQ chunk ending in "### How do I get the source?" matched that question but
+        # held none of its answer).
+        moved: list[str] = []
+        while len(cur) > 1 and _HEADING.match(cur[-1]):
+            moved.insert(0, cur.pop())
         if cur:
             pieces.append((cur_heading, "\n\n".join(cur)))
+        if moved:
+            cur_heading = " > ".join(t for _, t in stack)
+            cur, cur_words, carry_only = moved, sum(spec.units(h.lstrip("# ")) for h in moved), False
+            return
         carry_only = keep_overlap and bool(cur) and spec.overlap > 0
         if carry_only:
             tail = " ".join(_tail(" ".join(cur).split(), spec.overlap, spec))
@@ -202,7 +212,8 @@ def chunk_page(page: Page, spec: ChunkSpec, first_id: int = 0) -> list[Chunk]:
             cur.append(part)
             cur_words += pn
             carry_only = False
-    flush(keep_overlap=False)
+    while cur:
+        flush(keep_overlap=False)
     chunks = []
     for pos, (heading, text) in enumerate(p for p in pieces if p[1].strip()):
         h = chunk_hash(page.title, heading, text)

@@ -71,3 +71,17 @@ def test_code_block_and_table_stay_whole_up_to_the_hard_limit(embedder):
     parts = [c.text for c in chunk_page(page("# H\n\n" + big), spec)]
     assert len(parts) > 1 and all(embedder.count_tokens(p) <= spec.block_limit for p in parts)
     assert sum(p.count("y") for p in parts) == 60
+
+
+def test_a_heading_never_ends_a_chunk():
+    # a short section, then a heading whose paragraph does not fit: the heading goes with its text
+    text = ("# FAQ\n\n### How is the version numbered?\n\n" + "number words " * 20 +
+            "\n\n### How do I obtain the source?\n\n" + "The source is in the repository " * 10)
+    chunks = chunk_page(page(text), ChunkSpec(size=60, overlap=10, min_size=50))
+    assert all(not c.text.rstrip().split("\n")[-1].startswith("#") for c in chunks)
+    holder = next(c for c in chunks if "How do I obtain the source?" in c.text)
+    assert holder.text.startswith("### How do I obtain the source?") and "repository" in holder.text
+    assert holder.heading == "FAQ > How do I obtain the source?"
+    # a page that ends in a heading keeps it
+    tail = chunk_page(page("# A\n\n" + "words " * 30 + "\n\n## Empty section"), ChunkSpec(size=60, overlap=10, min_size=50))
+    assert "## Empty section" in " ".join(c.text for c in tail)
