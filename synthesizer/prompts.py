@@ -81,6 +81,11 @@ def focus(text: str, question_terms: set[str], max_words: int) -> str:
             n += w
         joined = " ".join(window)
         score = len(content_terms(joined) & question_terms) + (0.5 if i == 0 else 0.0)
+        # a heading opens its answer: a window ending on one (an FAQ question) holds none of it
+        if window[0].startswith("#"):
+            score += 1.0
+        if window[-1].startswith("#") and i + len(window) < len(sentences):
+            score -= 1.0
         if score > best_score:
             best, best_score = joined, score
     return " ".join(best.split()[:max_words])

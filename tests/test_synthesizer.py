@@ -144,3 +144,15 @@ def test_page_text_is_quoted_data_not_instructions(tmp_path, embedder):
     assert "<|im_start|>" not in user["content"] and "<|im_end|>" not in user["content"]
     assert user["content"].count('"""') % 2 == 0  # the page cannot close its own quote
     assert ans.answer.strip() != "PWNED"
+
+
+def test_focus_window_starts_at_the_heading_it_matches():
+    from synthesizer.prompts import focus
+    from synthesizer.textutil import content_terms
+
+    text = ("Version numbers are incremented after a release. " * 4 +
+            "\n\n### How do I obtain a copy of the Python source?\n\n"
+            "The latest source distribution is always available from python.org. "
+            "You can also get the development sources with Git.")
+    window = focus(text, content_terms("How do I obtain a copy of the Python source?"), 30)
+    assert window.startswith("### How do I obtain") and "python.org" in window
