@@ -19,6 +19,7 @@ import json
 import os
 import shutil
 import statistics
+import subprocess
 import sys
 import tempfile
 import time
@@ -46,10 +47,26 @@ def dir_bytes(path: str, suffixes: tuple[str, ...] = ()) -> int:
     return total
 
 
-def rss_bytes() -> int:
-    """Resident set size of this process now (Linux /proc)."""
+_RAM_PROBE = """
+import os, sys
+sys.path.insert(0, sys.argv[1])
+from indexer.hybrid_index import HybridIndex
+def rss():
     with open("/proc/self/statm") as f:
         return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+before = rss()
+idx = HybridIndex.open(sys.argv[2])
+print(rss() - before)
+"""
+
+
+def loaded_ram_bytes(root: str) -> int:
+    """RSS growth of a fresh process from opening the index (libraries already imported):
+    chunk table objects, float32 HNSW graph, the tantivy pages read while opening."""
+    repo = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    out = subprocess.run([sys.executable, "-c", _RAM_PROBE, repo, root], capture_output=True, text=True,
+                         check=True)
+    return int(out.stdout.strip().splitlines()[-1])
 
 
 def sample_store(src: str, dst: str, pages: int) -> None:
@@ -107,11 +124,10 @@ def compression_table(store: str, work: str, cfg: IndexConfig, qrels: str, nq: i
             if f.startswith("embcache-"):
                 shutil.copy(os.path.join(root, f), work)
         gen = current_generation(root)
-        rss0 = rss_bytes()
         t = time.perf_counter()
         idx = HybridIndex.open(root, cfg.embedder, threads=cfg.threads)
         load_s = time.perf_counter() - t
-        ram = rss_bytes() - rss0
+        ram = loaded_ram_bytes(root)
         n = len(idx.chunks)
         if qvecs is None:
             qvecs = [emb.embed_query(j.query) for j in judged]
