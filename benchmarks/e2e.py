@@ -208,17 +208,19 @@ def raw_generate(llama, messages: list[dict], max_tokens: int,
     return deltas, times, time.perf_counter() - t0
 
 
-def bench_answer(engine: Engine, questions: list[str]) -> dict:
-    """Engine.ask(q, mode="fast") vs raw llama-cpp-python on the exact messages the synthesizer
+def bench_answer(engine: Engine, questions: list[str], mode: str = "fast") -> dict:
+    """Engine.ask(q, mode) (fast or slow) vs raw llama-cpp-python on the exact messages the synthesizer
     sends, on the same loaded Llama, timed over the tokens ours generated (ours may stop at its
     deadline). The messages are captured first by asks whose generation yields nothing (these also
     warm retrieval); then ours and raw take turns going first, and the KV cache is reset before
     every generation so neither reuses the other's prompt."""
     cfg = engine.config.answer
+    model, n_ctx, max_tokens = ((cfg.fast_model, cfg.fast_n_ctx, cfg.fast_max_tokens) if mode == "fast"
+                                else (cfg.slow_model, cfg.slow_n_ctx, cfg.slow_max_tokens))
     t = time.perf_counter()
-    llama = load_llama(cfg.fast_model, cfg.fast_n_ctx, cfg.n_threads)
+    llama = load_llama(model, n_ctx, cfg.n_threads)
     load_s = time.perf_counter() - t
-    if engine.synthesizer().llm("fast").llama is not llama:
+    if engine.synthesizer().llm(mode).llama is not llama:
         raise RuntimeError("the synthesizer's fast model is not the cached Llama the baseline uses")
     raw_generate(llama, [{"role": "user", "content": "Say hello."}], 4)  # first decode allocates buffers
     calls: list[dict] = []
@@ -242,16 +244,16 @@ def bench_answer(engine: Engine, questions: list[str]) -> dict:
         prompts = []
         for q in questions:
             calls.clear()
-            engine.ask(q, mode="fast")
+            engine.ask(q, mode=mode)
             prompts.append(calls[0]["messages"] if calls else None)
         synth_engine._stream = recording
         for i, (q, messages) in enumerate(zip(questions, prompts)):
             raw_first = bool(messages) and i % 2 == 1
-            raw = raw_generate(llama, messages, cfg.fast_max_tokens) if raw_first else None
+            raw = raw_generate(llama, messages, max_tokens) if raw_first else None
             calls.clear()
             llama.reset()
             t = time.perf_counter()
-            answer = engine.ask(q, mode="fast")
+            answer = engine.ask(q, mode=mode)
             row = {"question": q, "ask_s": time.perf_counter() - t, "loadavg_1min": os.getloadavg()[0],
                    "mode": answer.mode, "abstained": answer.abstained, "timings": answer.timings,
                    "notes": list(answer.notes)}
@@ -259,7 +261,7 @@ def bench_answer(engine: Engine, questions: list[str]) -> dict:
             if messages and calls and n:
                 ours = calls[0]
                 if raw is None:
-                    raw = raw_generate(llama, messages, cfg.fast_max_tokens, None if ours["done"] else n)
+                    raw = raw_generate(llama, messages, max_tokens, None if ours["done"] else n)
                 deltas, times, end_s = raw
                 if not deltas:
                     raise RuntimeError(f"raw generation gave no text for {q!r}, ours gave {n} tokens")
@@ -274,7 +276,7 @@ def bench_answer(engine: Engine, questions: list[str]) -> dict:
     finally:
         synth_engine._stream = original
     gen = [r for r in rows if "raw" in r]
-    out = {"model": cfg.fast_model, "max_tokens": cfg.fast_max_tokens, "model_load_s": load_s,
+    out = {"mode": mode, "model": model, "max_tokens": max_tokens, "model_load_s": load_s,
            "questions": len(rows), "generated": len(gen), "same_output": sum(r["same_output"] for r in gen),
            "same_prompt": sum(r["same_prompt"] for r in gen),
            "ask_s_mean": float(np.mean([r["ask_s"] for r in rows])), "rows": rows}
