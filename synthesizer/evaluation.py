@@ -31,7 +31,7 @@ class AnswerEval:
     mean_s: float
     p95_s: float
     first_token_ms_p50: float
-    tokens_per_s: float
+    tokens_per_s: float  # decoding speed after the first token (prompt evaluation excluded)
     modes_used: dict[str, int]
 
 
@@ -80,7 +80,8 @@ def evaluate_answers(ask: Callable[[str], Answer], mode: str, qa: list[dict],
         times.append(a.timings.get("total_ms", 0) / 1000)
         if "first_token_ms" in a.timings:
             first.append(a.timings["first_token_ms"])
-            tps.append(a.timings.get("tokens_per_s", 0.0))
+            if "decode_tokens_per_s" in a.timings:
+                tps.append(a.timings["decode_tokens_per_s"])
         if a.abstained:
             false_abst += 1
             continue
