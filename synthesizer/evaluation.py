@@ -8,7 +8,7 @@ import re
 import statistics
 from collections import Counter
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from urllib.parse import urlsplit
 
 from crawler.errors import QueryError
@@ -33,6 +33,7 @@ class AnswerEval:
     first_token_ms_p50: float
     tokens_per_s: float  # decoding speed after the first token (prompt evaluation excluded)
     modes_used: dict[str, int]
+    per_question: list[dict] = field(default_factory=list, repr=False)
 
 
 def token_f1(prediction: str, reference: str) -> float:
@@ -74,6 +75,7 @@ def evaluate_answers(ask: Callable[[str], Answer], mode: str, qa: list[dict],
     times, first, tps, f1s = [], [], [], []
     cites = false_abst = abst = supported = total = model_ok = model_total = 0
     used: Counter[str] = Counter()
+    rows: list[dict] = []
     for row in qa:
         a = ask(row["question"])
         used[a.mode] += 1
@@ -82,11 +84,16 @@ def evaluate_answers(ask: Callable[[str], Answer], mode: str, qa: list[dict],
             first.append(a.timings["first_token_ms"])
             if "decode_tokens_per_s" in a.timings:
                 tps.append(a.timings["decode_tokens_per_s"])
+        row_out = {"question": row["question"], "answerable": True, "mode": a.mode, "abstained": a.abstained,
+                   "seconds": a.timings.get("total_ms", 0) / 1000, "reason": a.reason}
+        rows.append(row_out)
         if a.abstained:
             false_abst += 1
             continue
-        cites += any(_same_page(c.url, row["source"]) for c in a.citations)
-        f1s.append(token_f1(a.answer, row["answer"]))
+        row_out["cites_source"] = any(_same_page(c.url, row["source"]) for c in a.citations)
+        row_out["f1"] = token_f1(a.answer, row["answer"])
+        cites += row_out["cites_source"]
+        f1s.append(row_out["f1"])
         supported += a.timings.get("citations_supported", 0)
         total += a.timings.get("citations_total", 0)
         model_ok += a.timings.get("model_citations_supported", 0)
@@ -96,6 +103,8 @@ def evaluate_answers(ask: Callable[[str], Answer], mode: str, qa: list[dict],
         used[a.mode] += 1
         times.append(a.timings.get("total_ms", 0) / 1000)
         abst += a.abstained
+        rows.append({"question": row["question"], "answerable": False, "mode": a.mode, "abstained": a.abstained,
+                     "seconds": a.timings.get("total_ms", 0) / 1000, "reason": a.reason})
     n, u = len(qa), len(unanswerable)
     return AnswerEval(
         mode=mode, answerable=n, unanswerable=u,
@@ -109,4 +118,4 @@ def evaluate_answers(ask: Callable[[str], Answer], mode: str, qa: list[dict],
         p95_s=round(sorted(times)[min(len(times) - 1, int(len(times) * 0.95))], 2) if times else 0.0,
         first_token_ms_p50=round(statistics.median(first), 1) if first else 0.0,
         tokens_per_s=round(statistics.fmean(tps), 1) if tps else 0.0,
-        modes_used=dict(used))
+        modes_used=dict(used), per_question=rows)
