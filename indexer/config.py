@@ -13,7 +13,7 @@ class IndexConfig:
     embedder: str = "all-MiniLM-L6-v2"
     embed_batch_size: int = 32
     threads: int = 2
-    chunk_unit: str = "words"  # "words" or "tokens" (of the embedder's own tokenizer)
+    chunk_unit: str = "tokens"  # "tokens" (of the embedder's own tokenizer) or "words"
     chunk_words: int = 150
     overlap_words: int = 30
     min_words: int = 40
