@@ -20,6 +20,7 @@ class RetrieveConfig:
     max_query_chars: int = 2000
     rerank: bool = False
     rerank_candidates: int = 20
+    rerank_weight: float = 1.0  # weight of the cross-encoder's rank against the fused rank (RRF, rrf_k)
     rerank_budget_ms: float = 1500.0
     rerank_max_tokens: int = 256
     rerank_threads: int = 2
