@@ -72,8 +72,28 @@ class CrawlStore:
             self.db = duckdb.connect(path, read_only=read_only)
             if not read_only:
                 self.db.execute(SCHEMA)
+            elif not self._current():
+                self._upgrade()
         except duckdb.IOException as exc:
             raise StoreError(f"cannot open crawl store {path}: {exc}") from None
+
+    def _current(self) -> bool:
+        """Whether the file has every table and column this version reads."""
+        cols = {r[0] for r in self.db.execute(
+            "SELECT column_name FROM information_schema.columns WHERE table_name = 'pages'").fetchall()}
+        tables = {r[0] for r in self.db.execute("SELECT table_name FROM information_schema.tables").fetchall()}
+        return {"modified_at", "body_hash", "simhash"} <= cols and "page_versions" in tables
+
+    def _upgrade(self) -> None:
+        """A store written by an older Fathom: add the new columns (once, read-write), reopen."""
+        self.db.close()
+        try:
+            with duckdb.connect(self.path) as db:
+                db.execute(SCHEMA)
+        except duckdb.IOException as exc:
+            raise StoreError(f"crawl store {self.path} was written by an older Fathom and could not be "
+                             f"upgraded ({exc}); run `fathom crawl` once when no other Fathom process uses it") from None
+        self.db = duckdb.connect(self.path, read_only=True)
 
     def close(self) -> None:
         self.db.close()
