@@ -110,7 +110,10 @@ class Synthesizer:
             notes.append(f"question truncated from {len(question)} to {c.max_question_chars} characters")
             question = question[:c.max_question_chars]
         k = max(c.fast_passages, c.slow_passages)
-        nodes = self.li_retriever(k).retrieve(QueryBundle(question))
+        # slow mode asked for up front reranks in its one retrieval; auto retrieves unreranked to
+        # choose, and reranks again only when it chooses slow
+        rerank_now = mode == "slow" and c.slow_rerank
+        nodes = self.li_retriever(k, rerank=True if rerank_now else None).retrieve(QueryBundle(question))
         hits = [node_to_hit(n) for n in nodes]
         timings = {"retrieve_ms": round((time.perf_counter() - t0) * 1000, 1)}
         if mode == "auto":
@@ -118,7 +121,7 @@ class Synthesizer:
             because = reason + "; abstained: "  # an abstention still says which mode auto chose
         else:
             reason, because = f"{mode} mode requested", ""
-        if mode == "slow" and c.slow_rerank and hits:
+        if mode == "slow" and c.slow_rerank and hits and not rerank_now:
             t = time.perf_counter()
             hits = [node_to_hit(n) for n in self.li_retriever(c.slow_passages, rerank=True).retrieve(QueryBundle(question))]
             timings["rerank_ms"] = round((time.perf_counter() - t) * 1000, 1)
