@@ -6,7 +6,7 @@ import typing
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
-from crawler.errors import ConfigError
+from core.errors import ConfigError
 
 T = TypeVar("T")
 

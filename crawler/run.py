@@ -14,7 +14,7 @@ import sys
 import time
 
 from crawler.config import CrawlConfig
-from crawler.errors import CrawlError
+from core.errors import CrawlError
 from crawler.localfiles import local_path, path_to_seed
 from crawler.types import CrawlReport
 from crawler.urls import Scope, normalize_url

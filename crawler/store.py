@@ -13,7 +13,7 @@ from collections.abc import Iterator
 
 import duckdb
 
-from crawler.errors import StoreError
+from core.errors import StoreError
 from crawler.known import Known, KnownPages
 from crawler.types import Page
 

@@ -1,5 +1,5 @@
 """Fathom: a private, local search and answer engine over the sites you crawl."""
-from crawler.errors import (ConfigError, CrawlError, FathomError, IndexCorrupt, IndexLocked, IndexMismatch,
+from core.errors import (ConfigError, CrawlError, FathomError, IndexCorrupt, IndexLocked, IndexMismatch,
                             IndexNotFound, ModelUnavailable, QueryError, StoreError)
 from fathom.config import Config, load_config
 from fathom.engine import Engine

@@ -6,7 +6,7 @@ import tomllib
 from dataclasses import dataclass, field
 
 from crawler.config import CrawlConfig, from_dict
-from crawler.errors import ConfigError
+from core.errors import ConfigError
 from indexer.config import IndexConfig
 from retriever.config import RetrieveConfig
 from synthesizer.config import AnswerConfig

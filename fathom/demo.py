@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass
 
-from crawler.errors import FathomError
+from core.errors import FathomError
 from crawler.types import CrawlReport
 from fathom.engine import Engine
 from fathom.localsite import serve_directory

@@ -5,7 +5,7 @@ import dataclasses
 import os
 from collections.abc import Iterator
 
-from crawler.errors import IndexNotFound, IndexProblem
+from core.errors import IndexNotFound, IndexProblem
 from crawler.run import crawl as run_crawl
 from crawler.store import CrawlStore
 from crawler.types import CrawlReport
@@ -63,7 +63,7 @@ class Engine:
     def index(self) -> IndexReport:
         """Build a new index generation from the store and switch readers to it."""
         if not os.path.exists(self.store_path):
-            from crawler.errors import StoreError
+            from core.errors import StoreError
             raise StoreError(f"nothing crawled yet in {self.data_dir}; run `fathom crawl URL` first")
         report = build_index(self.store_path, self.index_root, self.config.index, self.embedder)
         self._index = None

@@ -20,7 +20,8 @@ from indexer.embedding import Embedder
 from indexer.generations import (WriterLock, current_generation, next_generation_number, prune,
                                  switch_current)
 from indexer.lexical import SCHEMA_VERSION, write_lexical
-from indexer.manifest import FORMAT_VERSION, IndexManifest, sha256_file, write_manifest
+from core.files import sha256_file
+from indexer.manifest import FORMAT_VERSION, IndexManifest, write_manifest
 from indexer.vectors import build_hnsw, save_hnsw
 
 CHUNK_TABLE = "chunks.jsonl.xz"
@@ -167,7 +168,7 @@ def write_chunks(directory: str, chunks: list[Chunk]) -> None:
 
 
 def read_chunks(directory: str) -> list[Chunk]:
-    from crawler.errors import IndexCorrupt
+    from core.errors import IndexCorrupt
     path = os.path.join(directory, CHUNK_TABLE)
     try:
         with lzma.open(path, "rt", encoding="utf-8") as f:

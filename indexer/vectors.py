@@ -30,7 +30,7 @@ import zlib
 import hnswlib
 import numpy as np
 
-from crawler.errors import IndexCorrupt
+from core.errors import IndexCorrupt
 
 LEVELS = (0, 1, 2, 3, 4)
 _HEADER = struct.Struct("<QQQQQQiIQQQdQ")  # hnswalg.h saveIndex header, 96 bytes

@@ -12,7 +12,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from urllib.parse import urlsplit
 
-from crawler.errors import QueryError
+from core.errors import QueryError
 
 
 @dataclass(frozen=True)

@@ -168,7 +168,7 @@ class HybridRetriever:
         """Reorder the first candidates by their cross-encoder rank fused with their fused rank, as
         many as the time budget allows; the rest keep their fused order behind them. Without the
         model, the fused order stays."""
-        from crawler.errors import ModelUnavailable
+        from core.errors import ModelUnavailable
         from retriever.rerank import load_reranker
 
         cfg = self.config

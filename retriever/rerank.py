@@ -13,8 +13,8 @@ import time
 
 import numpy as np
 
-from crawler.errors import ModelUnavailable
-from indexer.manifest import sha256_file
+from core.errors import ModelUnavailable
+from core.files import sha256_file
 
 MODEL_NAME = "ms-marco-MiniLM-L-12-v2-int8"
 _BUCKET = 32  # pad widths to a multiple of this

@@ -25,6 +25,8 @@ class Checked:
     invalid_markers: int  # markers that pointed at no passage
     supported_citations: int
     total_citations: int
+    # per kept sentence: (claim without markers, passage indexes cited, status, support of the first)
+    sentences: tuple[tuple[str, tuple[int, ...], str, float], ...] = ()
 
 
 def verify(answer: str, passages: list[str], min_support: float, drop_unsupported: bool = True) -> Checked:
@@ -36,6 +38,7 @@ def verify(answer: str, passages: list[str], min_support: float, drop_unsupporte
     False). Markers are renumbered 1..m in order of first use."""
     terms = [content_terms(p) for p in passages]
     kept_sentences: list[tuple[str, list[int]]] = []
+    statuses: list[tuple[str, float]] = []
     dropped = invalid = supported = total = 0
     for sentence in split_sentences(answer):
         refs: list[int] = []
@@ -53,15 +56,19 @@ def verify(answer: str, passages: list[str], min_support: float, drop_unsupporte
         good = [n for n in refs if support(claim, terms[n]) >= min_support]
         total += len(refs)
         supported += len(good)
+        status = "supported"
         if not good:
             scores = [support(claim, t) for t in terms]
             best = max(range(len(scores)), key=scores.__getitem__) if scores else -1
             if best >= 0 and scores[best] >= min_support:
-                good = [best]
+                good, status = [best], "reattached"
             elif drop_unsupported:
                 dropped += 1
                 continue
+            else:
+                status = "unsupported"
         kept_sentences.append((claim, good))
+        statuses.append((status, support(claim, terms[good[0]]) if good else 0.0))
     order: list[int] = []
     for _, refs in kept_sentences:
         for n in refs:
@@ -75,8 +82,37 @@ def verify(answer: str, passages: list[str], min_support: float, drop_unsupporte
             parts.append(f"{claim[:-1]} {marks}{claim[-1]}")
         else:
             parts.append(f"{claim} {marks}".rstrip())
+    sentences = tuple((claim, tuple(refs), st, round(sup, 3))
+                      for (claim, refs), (st, sup) in zip(kept_sentences, statuses))
     return Checked(text=" ".join(parts), cited=tuple(order), kept=len(kept_sentences), dropped=dropped,
-                   invalid_markers=invalid, supported_citations=supported, total_citations=total)
+                   invalid_markers=invalid, supported_citations=supported, total_citations=total,
+                   sentences=sentences)
+
+
+def support_span(claim: str, passage: str) -> tuple[int, int]:
+    """Character offsets of the run of passage sentences (one, or two adjacent) that holds the
+    most of the claim's content words; (-1, -1) when no sentence shares a word with it."""
+    want = content_terms(claim)
+    if not want:
+        return -1, -1
+    spans, pos = [], 0
+    for s in split_sentences(passage):
+        start = passage.find(s, pos)
+        if start < 0:
+            continue
+        spans.append((start, start + len(s), content_terms(s) & want))
+        pos = start + len(s)
+    best, best_score = (-1, -1), 0.0
+    for i, (a, b, terms) in enumerate(spans):
+        for j in (i, i + 1):
+            if j >= len(spans):
+                break
+            covered = terms | spans[j][2]
+            # a second sentence must add words to be worth the longer highlight
+            score = len(covered) - (0.5 if j > i else 0.0)
+            if covered and score > best_score:
+                best, best_score = (a, spans[j][1]), score
+    return best
 
 
 def shown_support(text: str, cited_passages: list[str], min_support: float) -> tuple[int, int]:

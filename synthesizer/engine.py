@@ -13,15 +13,15 @@ from llama_index.core.query_engine import CustomQueryEngine
 from llama_index.core.schema import QueryBundle
 from pydantic import ConfigDict
 
-from crawler.errors import ModelUnavailable, QueryError
+from core.errors import ModelUnavailable, QueryError
 from retriever.hybrid import Hit, HybridRetriever
 from retriever.llamaindex_adapter import FathomRetriever, hit_to_node, node_to_hit
-from synthesizer.citations import looks_like_abstention, shown_support, verify
+from synthesizer.citations import looks_like_abstention, shown_support, support_span, verify
 from synthesizer.config import AnswerConfig
 from synthesizer.llm import LlamaCppLLM
 from synthesizer.prompts import ABSTAIN_TEXT, build_messages, focus
 from synthesizer.textutil import content_terms, split_sentences
-from synthesizer.types import Answer, Citation
+from synthesizer.types import Answer, Citation, SentenceSupport
 
 _COMPLEX = re.compile(r"\b(why|explain|compare|difference|differences|versus|vs\.?|pros|cons|"
                       r"trade-?offs?|how does|how do .* work|when should|best way|steps)\b", re.I)
@@ -205,8 +205,12 @@ class Synthesizer:
                        model_citations_total=checked.total_citations,
                        citations_supported=shown_ok, citations_total=shown)
         timings["total_ms"] = round((time.perf_counter() - t0) * 1000, 1)
+        number = {n: i + 1 for i, n in enumerate(checked.cited)}
+        sentences = tuple(_sentence_support(claim, tuple(number[n] for n in refs), status, sup,
+                                            passages[refs[0]].text if refs else "")
+                          for claim, refs, status, sup in checked.sentences)
         yield Answer(answer=checked.text, mode=mode, reason=reason, abstained=False, citations=cites,
-                     timings=timings, model=llm.model_name, notes=tuple(notes))
+                     timings=timings, model=llm.model_name, notes=tuple(notes), sentences=sentences)
 
     def _abstain(self, why: str, mode: str, hits: list[Hit], timings: dict, t0: float, notes: list[str],
                  model: str = "") -> Answer:
@@ -238,10 +242,12 @@ class Synthesizer:
                 order.append(i)
         number = {i: n + 1 for n, i in enumerate(order)}
         text = " ".join(_cite_sentence(" ".join(s.split()), number[i]) for i, s in chosen)
+        sentences = tuple(_sentence_support(" ".join(s.split()), (number[i],), "supported", 1.0, passages[i].text)
+                          for i, s in chosen)
         timings["total_ms"] = round((time.perf_counter() - t0) * 1000, 1)
         return Answer(answer=text, mode="extractive", reason=reason, abstained=False,
                       citations=tuple(_citation(number[i], passages[i]) for i in order),
-                      timings=timings, notes=tuple(notes))
+                      timings=timings, notes=tuple(notes), sentences=sentences)
 
     def query_engine(self, mode: str | None = None) -> "FathomQueryEngine":
         """This synthesizer as a LlamaIndex query engine."""
@@ -299,7 +305,16 @@ def _header(h: Hit) -> str:
 
 
 def _citation(n: int, h: Hit) -> Citation:
-    return Citation(n=n, url=h.url, title=h.title, heading=h.heading, snippet=h.snippet, chunk_id=h.chunk_id)
+    return Citation(n=n, url=h.url, title=h.title, heading=h.heading, snippet=h.snippet, chunk_id=h.chunk_id,
+                    passage=h.text)
+
+
+def _sentence_support(claim: str, numbers: tuple[int, ...], status: str, sup: float, passage: str
+                      ) -> SentenceSupport:
+    """A kept sentence with the span of its first cited passage that supports it."""
+    start, end = support_span(claim, passage) if passage else (-1, -1)
+    return SentenceSupport(text=claim, citations=numbers, status=status, support=sup,
+                           span=passage[start:end] if start >= 0 else "", span_start=start, span_end=end)
 
 
 def _distinct_pages(hits: list[Hit]) -> list[Hit]:

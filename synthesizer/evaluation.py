@@ -11,7 +11,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from urllib.parse import urlsplit
 
-from crawler.errors import QueryError
+from core.errors import QueryError
 from synthesizer.types import Answer
 
 _TOKEN = re.compile(r"\w+")

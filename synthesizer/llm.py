@@ -14,7 +14,7 @@ from llama_index.core.llms.callbacks import llm_chat_callback, llm_completion_ca
 from llama_index.core.llms.custom import CustomLLM
 from pydantic import PrivateAttr
 
-from crawler.errors import ModelUnavailable
+from core.errors import ModelUnavailable
 from synthesizer.backends import load_ggml_backends
 from synthesizer.models import model_path
 from synthesizer.threads import threads_for_now

@@ -8,8 +8,8 @@ import importlib.util
 import os
 from dataclasses import dataclass
 
-from crawler.errors import ModelUnavailable
-from indexer.manifest import sha256_file
+from core.errors import ModelUnavailable
+from core.files import sha256_file
 
 
 @dataclass(frozen=True)

@@ -14,6 +14,23 @@ class Citation:
     heading: str
     snippet: str
     chunk_id: int
+    passage: str = ""  # the passage text the model was shown; SentenceSupport spans index into it
+
+
+@dataclass(frozen=True)
+class SentenceSupport:
+    """One sentence of the answer, the citations it carries and the passage span behind it.
+
+    status: "supported" (the model's own marker checked out), "reattached" (the verifier chose
+    the source the model did not name) or "unsupported" (kept without a source)."""
+
+    text: str
+    citations: tuple[int, ...]
+    status: str
+    support: float  # share of the sentence's content words found in its first cited passage
+    span: str = ""  # exact text of Citation.passage that supports it (first cited source)
+    span_start: int = -1  # character offsets of `span` in that Citation.passage
+    span_end: int = -1
 
 
 @dataclass(frozen=True)
@@ -28,3 +45,4 @@ class Answer:
     timings: dict[str, float] = field(default_factory=dict)
     model: str = ""
     notes: tuple[str, ...] = ()
+    sentences: tuple[SentenceSupport, ...] = ()  # empty for abstentions

@@ -2,7 +2,7 @@ import os
 
 import pytest
 
-from crawler.errors import ConfigError
+from core.errors import ConfigError
 from fathom.config import Config, load_config
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))

@@ -10,7 +10,7 @@ import duckdb
 import pytest
 
 from crawler.config import CrawlConfig
-from crawler.errors import CrawlError
+from core.errors import CrawlError
 from crawler.run import crawl
 from crawler.store import CrawlStore
 from fathom.localsite import serve_directory

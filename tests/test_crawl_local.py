@@ -3,7 +3,7 @@
 import pytest
 
 from crawler.config import CrawlConfig
-from crawler.errors import CrawlError
+from core.errors import CrawlError
 from crawler.run import crawl
 from tests.test_crawl import html, query, stored
 

@@ -2,7 +2,7 @@ import json
 
 import pytest
 
-from crawler.errors import QueryError
+from core.errors import QueryError
 from retriever.evaluation import Judged, evaluate, load_judged, score
 
 

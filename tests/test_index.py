@@ -5,7 +5,7 @@ import shutil
 import pytest
 import tantivy
 
-from crawler.errors import IndexCorrupt, IndexLocked, IndexMismatch, IndexNotFound
+from core.errors import IndexCorrupt, IndexLocked, IndexMismatch, IndexNotFound
 from indexer.build import build_index
 from indexer.config import IndexConfig
 from indexer.generations import WriterLock, current_generation

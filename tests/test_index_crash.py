@@ -10,7 +10,7 @@ import time
 
 import pytest
 
-from crawler.errors import IndexLocked
+from core.errors import IndexLocked
 from indexer.build import build_index
 from indexer.config import IndexConfig
 from indexer.generations import current_generation

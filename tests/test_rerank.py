@@ -3,7 +3,7 @@ import dataclasses
 
 import pytest
 
-from crawler.errors import ModelUnavailable
+from core.errors import ModelUnavailable
 from retriever import rerank as rerank_mod
 from retriever.hybrid import HybridRetriever
 

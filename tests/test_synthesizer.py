@@ -3,10 +3,10 @@ import dataclasses
 
 import pytest
 
-from crawler.errors import QueryError
+from core.errors import QueryError
 from fathom.engine import Engine
 from fathom.localsite import serve_directory
-from synthesizer.citations import verify
+from synthesizer.citations import support_span, verify
 from synthesizer.config import AnswerConfig
 from synthesizer.llm import load_llama
 from synthesizer.prompts import SYSTEM, build_messages
@@ -55,6 +55,13 @@ def test_answer_cites_only_retrieved_chunks(engine):
     for c in ans.citations:
         if not ans.abstained:
             assert f"[{c.n}]" in ans.answer
+    if not ans.abstained:  # every sentence names shown citations, and its span is text of that passage
+        assert ans.sentences
+        passages = {c.n: c.passage for c in ans.citations}
+        for s in ans.sentences:
+            assert set(s.citations) <= set(passages)
+            if s.span:
+                assert passages[s.citations[0]][s.span_start:s.span_end] == s.span
 
 
 def test_off_topic_question_abstains_and_lists_closest_sources(engine):
@@ -156,3 +163,20 @@ def test_focus_window_starts_at_the_heading_it_matches():
             "You can also get the development sources with Git.")
     window = focus(text, content_terms("How do I obtain a copy of the Python source?"), 30)
     assert window.startswith("### How do I obtain") and "python.org" in window
+
+
+def test_verify_reports_each_kept_sentence_with_its_status():
+    passages = ["The garbage collector frees cycles of objects.", "Default arguments are evaluated once."]
+    checked = verify("Defaults are evaluated once [1]. The collector frees object cycles.", passages, 0.5)
+    by_text = {text: (refs, status) for text, refs, status, _ in checked.sentences}
+    assert by_text["Defaults are evaluated once."] == ((1,), "reattached")
+    assert by_text["The collector frees object cycles."] == ((0,), "reattached")
+    checked = verify("Default arguments are evaluated once [2].", passages, 0.5)
+    assert [(refs, status) for _, refs, status, _ in checked.sentences] == [((1,), "supported")]
+
+
+def test_support_span_is_the_passage_sentence_that_holds_the_claim():
+    passage = "Python has lists. Default arguments are evaluated once, when the def runs. Tuples are immutable."
+    start, end = support_span("The default argument is evaluated only once.", passage)
+    assert passage[start:end] == "Default arguments are evaluated once, when the def runs."
+    assert support_span("Kangaroos hop.", passage) == (-1, -1)

@@ -1,12 +1,12 @@
 """The one exception tree of Fathom.
 
-It lives in the lowest layer (crawler) so every layer above can raise and catch it::
+It lives in the bottom layer (core), below crawler, so every layer can raise and catch it::
 
     FathomError
     ├── ConfigError        a setting is unknown, mistyped or out of range
     ├── CrawlError         a crawl could not run at all (bad seed, store locked)
     ├── StoreError         the crawl store (DuckDB) is missing or unreadable
-    ├── IndexError_        base of index problems (named IndexProblem)
+    ├── IndexProblem       base of index problems
     │   ├── IndexNotFound  no index has been built in this data directory
     │   ├── IndexMismatch  the index was built with other settings than asked for
     │   ├── IndexCorrupt   a file of the index is missing or damaged
