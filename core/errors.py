@@ -12,7 +12,8 @@ It lives in the bottom layer (core), below crawler, so every layer can raise and
     │   ├── IndexCorrupt   a file of the index is missing or damaged
     │   └── IndexLocked    another writer holds the index lock
     ├── ModelUnavailable   a model file or package is missing or fails its checksum
-    └── QueryError         a question or query cannot be handled
+    ├── QueryError         a question or query cannot be handled
+    └── JobsLocked         another `fathom run` is running on this data directory
 """
 from __future__ import annotations
 
@@ -59,3 +60,7 @@ class ModelUnavailable(FathomError):
 
 class QueryError(FathomError):
     """A query or question cannot be processed."""
+
+
+class JobsLocked(FathomError):
+    """Another `fathom run` holds the batch-job lock of this data directory."""

@@ -11,6 +11,7 @@ import json
 import os
 import subprocess
 import sys
+import threading
 import time
 
 from crawler.config import CrawlConfig
@@ -67,9 +68,10 @@ def scrapy_settings(config: CrawlConfig) -> dict:
 
 
 def crawl(seeds: list[str], config: CrawlConfig, store_path: str,
-          max_pages: int | None = None) -> CrawlReport:
+          max_pages: int | None = None, progress=None) -> CrawlReport:
     """Crawl `seeds` into the store at `store_path` and return the report. A seed is an
-    http(s) URL, a file:// URL, or a local path (a directory crawls the HTML files under it)."""
+    http(s) URL, a file:// URL, or a local path (a directory crawls the HTML files under it).
+    `progress(counts)` is called about twice a second with the running counts (fetched, new, ...)."""
     if not seeds:
         raise CrawlError("no seed URL given")
     seeds = [path_to_seed(s) for s in seeds]
@@ -82,14 +84,33 @@ def crawl(seeds: list[str], config: CrawlConfig, store_path: str,
     if max_pages is not None:
         config = dataclasses.replace(config, max_pages=max_pages)
     args = {"seeds": seeds, "store": os.path.abspath(store_path), "config": dataclasses.asdict(config)}
-    proc = subprocess.run([sys.executable, "-m", "crawler.run"], input=json.dumps(args),
-                          capture_output=True, text=True)
-    lines = [ln for ln in proc.stdout.splitlines() if ln.startswith("{")]
+    proc = subprocess.Popen([sys.executable, "-m", "crawler.run"], stdin=subprocess.PIPE,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    err: list[str] = []
+    drain = threading.Thread(target=lambda: err.extend(proc.stderr), daemon=True)
+    drain.start()
+    lines: list[str] = []
+    try:
+        proc.stdin.write(json.dumps(args))
+        proc.stdin.close()
+        for ln in proc.stdout:
+            if ln.startswith('{"progress"'):
+                if progress is not None:
+                    progress(json.loads(ln)["progress"])
+            elif ln.startswith("{"):
+                lines.append(ln)
+        proc.wait()
+    finally:
+        if proc.poll() is None:  # the caller gave up (an exception in `progress`): stop the child
+            proc.terminate()
+            proc.wait()
+    drain.join()
+    stderr = "".join(err)
     if proc.returncode != 0 or not lines:
-        tail = proc.stderr.strip().splitlines()[-5:]
+        tail = stderr.strip().splitlines()[-5:]
         raise CrawlError(f"crawl process failed (exit {proc.returncode}): {' | '.join(tail)}")
-    if proc.stderr.strip():
-        sys.stderr.write(proc.stderr)
+    if stderr.strip():
+        sys.stderr.write(stderr)
     return CrawlReport(**json.loads(lines[-1]))
 
 
@@ -112,6 +133,23 @@ def _child() -> None:
     crawler = process.create_crawler(SiteSpider)
     process.crawl(crawler, seeds=seeds, store_path=args["store"], max_pages=config.max_pages, scope=scope,
                   job=job_name(seeds))
+    from scrapy import signals
+    from twisted.internet import task
+
+    def tick() -> None:  # running counts for the parent's progress display
+        sp = crawler.spider
+        if sp is not None:
+            print(json.dumps({"progress": dict(sp.counts) | {"skipped": sum(sp.skipped.values())}}), flush=True)
+    ticker = task.LoopingCall(tick)
+
+    def start_ticker() -> None:  # returns None: a Deferred returned here would hold up the engine start
+        ticker.start(0.5, now=False)
+
+    def stop_ticker() -> None:
+        if ticker.running:
+            ticker.stop()
+    crawler.signals.connect(start_ticker, signal=signals.engine_started, weak=False)
+    crawler.signals.connect(stop_ticker, signal=signals.engine_stopped, weak=False)
     process.start()
     spider = crawler.spider
     from crawler.store import CrawlStore

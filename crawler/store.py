@@ -186,6 +186,40 @@ class CrawlStore:
                     "report": json.loads(last[3]) if last[3] else None}}
 
 
+    def sites(self) -> list[dict]:
+        """Live and deleted page counts and the last fetch time per host."""
+        rows = self.db.execute(
+            "SELECT regexp_extract(url, '^[a-z]+://([^/]*)', 1) AS host, count(*) FILTER (WHERE NOT deleted), "
+            "count(*) FILTER (WHERE deleted), CAST(max(last_fetched) AS VARCHAR) FROM pages "
+            "GROUP BY host ORDER BY host").fetchall()
+        return [{"host": r[0] or "(local files)", "pages": r[1], "deleted": r[2], "last_fetched": r[3]}
+                for r in rows]
+
+    def outcomes(self, limit: int = 500, host: str = "") -> list[dict]:
+        """The latest fetch outcome of each URL (fetched, unchanged, skipped, ... with the reason), newest first."""
+        rows = self.db.execute(
+            "SELECT url, outcome, reason, status, CAST(logged_at AS VARCHAR), run_id FROM fetch_log "
+            "WHERE (? = '' OR url LIKE '%://' || ? || '/%') "
+            "QUALIFY row_number() OVER (PARTITION BY url ORDER BY logged_at DESC, run_id DESC) = 1 "
+            "ORDER BY logged_at DESC, url LIMIT ?", [host, host, limit]).fetchall()
+        return [{"url": r[0], "outcome": r[1], "reason": r[2] or "", "status": r[3], "logged_at": r[4],
+                 "run_id": r[5]} for r in rows]
+
+    # --- batch jobs (fathom run) ------------------------------------------
+    def record_job(self, name: str, started: dt.datetime, ok: bool, report: dict) -> None:
+        self.db.execute("CREATE TABLE IF NOT EXISTS job_runs (name VARCHAR, started TIMESTAMP, ended TIMESTAMP, "
+                        "ok BOOLEAN, report VARCHAR)")
+        self.db.execute("INSERT INTO job_runs VALUES (?, ?, ?, ?, ?)",
+                        [name, started, _now(), ok, json.dumps(report, default=str)])
+
+    def last_job_success(self, name: str) -> dt.datetime | None:
+        """When the batch job `name` last finished without error (UTC, naive), or None."""
+        try:
+            row = self.db.execute("SELECT max(started) FROM job_runs WHERE name = ? AND ok", [name]).fetchone()
+        except duckdb.CatalogException:  # no job has run in this store yet
+            return None
+        return row[0] if row else None
+
 _PAGE_COLUMNS = ("url", "title", "text", "headings", "lang", "content_hash", "body_hash", "etag",
                  "last_modified", "modified_at", "status", "size_bytes", "simhash", "fetched")
 _PAGE_TYPES = ("VARCHAR",) * 10 + ("INTEGER", "BIGINT", "BIGINT", "TIMESTAMP")

@@ -76,12 +76,16 @@ def _apply(ctx, data_, config_):
 @click.argument("urls", nargs=-1, required=True)
 @click.option("--max-pages", type=click.IntRange(min=1), default=None, help="Stop after this many pages.")
 @click.option("--json", "as_json", is_flag=True, help="Print the report as JSON.")
+@click.option("--quiet", "-q", is_flag=True, help="No progress bar on stderr.")
 @_data_option
 @click.pass_context
-def crawl(ctx, urls, max_pages, as_json, data_, config_):
+def crawl(ctx, urls, max_pages, as_json, quiet, data_, config_):
     """Crawl URLs (and the in-scope pages they link to) into the store."""
+    from fathom.progress import Bars
+
     _apply(ctx, data_, config_)
-    report = _engine(ctx).crawl(list(urls), max_pages=max_pages)
+    with Bars(quiet) as bars:
+        report = _engine(ctx).crawl(list(urls), max_pages=max_pages, progress=bars.crawl)
     _emit(dataclasses.asdict(report), as_json, lambda r: click.echo(
         f"fetched {r['fetched']}: {r['new']} new, {r['changed']} changed, {r['unchanged']} unchanged, "
         f"{r['deleted']} deleted, {r['errors']} errors; skipped {r['skipped'] or 'none'}; "
@@ -91,12 +95,16 @@ def crawl(ctx, urls, max_pages, as_json, data_, config_):
 @main.command()
 @click.option("--rebuild", is_flag=True, help="Build from scratch (the default build is already complete).")
 @click.option("--json", "as_json", is_flag=True)
+@click.option("--quiet", "-q", is_flag=True, help="No progress bar on stderr.")
 @_data_option
 @click.pass_context
-def index(ctx, rebuild, as_json, data_, config_):
+def index(ctx, rebuild, as_json, quiet, data_, config_):
     """Chunk, embed and index the crawled pages into a new index generation."""
+    from fathom.progress import Bars
+
     _apply(ctx, data_, config_)
-    report = _engine(ctx).index()
+    with Bars(quiet) as bars:
+        report = _engine(ctx).index(progress=bars.index if bars.enabled else None)
     _emit(dataclasses.asdict(report), as_json, lambda r: click.echo(
         f"indexed {r['pages']} pages as {r['chunks']} chunks (+{r['added']} -{r['removed']}, "
         f"{r['embedded']} embedded) in {r['elapsed_s']:.1f}s; generation {r['generation']}"))
@@ -130,13 +138,7 @@ def search(ctx, query, k, url_prefix, hosts, since, until, date_field, langs, re
     except ValueError as exc:
         raise click.BadParameter(str(exc), param_hint="--since/--until") from None
     result = _engine(ctx).search(query, k=k, filters=filters, rerank=rerank)
-    data = {"hits": [{"url": h.url, "title": h.title, "score": h.score, "snippet": h.snippet,
-                      "heading": h.heading, "bm25_rank": h.bm25_rank, "bm25_score": h.bm25_score,
-                      "dense_rank": h.dense_rank, "dense_score": h.dense_score,
-                      "rerank_rank": h.rerank_rank, "rerank_score": h.rerank_score}
-                     for h in result.hits],
-            "timings_ms": {k_: round(v, 2) for k_, v in result.timings_ms.items()},
-            "notes": list(result.notes)}
+    data = search_dict(result)
 
     def human(d):
         for note in d["notes"]:
@@ -152,6 +154,17 @@ def search(ctx, query, k, url_prefix, hosts, since, until, date_field, langs, re
                 click.echo(f"   explain: {bm25}, {dense}, fused {h['score']:.5f}{rr}")
             click.echo("")
     _emit(data, as_json, human)
+
+
+def search_dict(result) -> dict:
+    """The JSON of `fathom search --json` (and of the web API's /api/search)."""
+    return {"hits": [{"url": h.url, "title": h.title, "score": h.score, "snippet": h.snippet,
+                      "heading": h.heading, "bm25_rank": h.bm25_rank, "bm25_score": h.bm25_score,
+                      "dense_rank": h.dense_rank, "dense_score": h.dense_score,
+                      "rerank_rank": h.rerank_rank, "rerank_score": h.rerank_score}
+                     for h in result.hits],
+            "timings_ms": {k_: round(v, 2) for k_, v in result.timings_ms.items()},
+            "notes": list(result.notes)}
 
 
 def answer_dict(ans) -> dict:
@@ -209,7 +222,7 @@ def ask(ctx, question, mode, as_json, data_, config_):
 def status(ctx, as_json, data_, config_):
     """What is crawled and indexed, and the index's persisted settings."""
     _apply(ctx, data_, config_)
-    st = _engine(ctx).status()
+    st = _engine(ctx).status().to_dict()
 
     def human(s):
         click.echo(f"data: {s['data_dir']}")
@@ -301,6 +314,63 @@ def demo(ctx, question, docs, mode, as_json, data_, config_):
         click.echo(f"Q: {question or demo_mod.QUESTION}\n")
         print_answer(d)
 
+
+@main.command(name="run")
+@click.argument("jobs_file", type=click.Path(dir_okay=False))
+@click.option("--due", is_flag=True, help="Only the sources whose `every` interval has passed since their last success.")
+@click.option("--json", "as_json", is_flag=True, help="Print the report as JSON.")
+@click.option("--quiet", "-q", is_flag=True, help="No progress bars on stderr.")
+@_data_option
+@click.pass_context
+def run_cmd(ctx, jobs_file, due, as_json, quiet, data_, config_):
+    """Crawl, then incrementally index, every source of JOBS_FILE ([[source]] tables).
+
+    Exit codes: 0 all sources ok (or none due), 3 some failed, 1 error or all failed,
+    2 usage error, 75 another run holds the lock (safe to retry later)."""
+    from core.errors import JobsLocked
+    from fathom.jobs import EXIT_LOCKED, load_and_run
+    from fathom.progress import Bars
+
+    _apply(ctx, data_, config_)
+    engine = _engine(ctx)
+    try:
+        with Bars(quiet) as bars:
+            report = load_and_run(engine, jobs_file, due=due, progress=bars.job_event)
+    except JobsLocked as exc:
+        click.echo(f"error: {exc}", err=True)
+        sys.exit(EXIT_LOCKED)
+    if as_json:
+        click.echo(json.dumps(report.to_dict(), indent=2, ensure_ascii=False, default=str))
+    else:
+        for r in report.sources:
+            detail = (f"fetched {r.fetched} ({r.new} new, {r.changed} changed, {r.errors} errors), "
+                      f"{r.pages_total} pages" if r.status == "ok" else
+                      r.error if r.status == "failed" else f"next due {r.next_due} UTC")
+            click.echo(f"{r.name}: {r.status}: {detail}")
+        click.echo(report.summary())
+    sys.exit(report.exit_code)
+
+
+@main.command()
+@click.option("--host", default="127.0.0.1", show_default=True,
+              help="Address to bind. Anything but loopback exposes your index to the network.")
+@click.option("--port", type=click.IntRange(0, 65535), default=8000, show_default=True)
+@click.option("--jobs", "jobs_file", type=click.Path(exists=True, dir_okay=False), default=None,
+              help="A jobs file whose due sources run in the background (checked every minute).")
+@_data_option
+@click.pass_context
+def serve(ctx, host, port, jobs_file, data_, config_):
+    """The local web UI and JSON API (search, streaming cited answers, sources, evaluation)."""
+    from fathom.server import serve as run_server
+
+    _apply(ctx, data_, config_)
+    if host not in ("127.0.0.1", "localhost", "::1"):
+        _log(f"warning: binding {host} makes this Fathom reachable from other machines; "
+             f"it has no authentication. Use the default 127.0.0.1 unless you mean it.")
+    if jobs_file:
+        from fathom.jobs import load_jobs
+        load_jobs(jobs_file)  # a bad file fails now, not in the background
+    run_server(_engine(ctx), host=host, port=port, jobs_file=jobs_file, log=_log)
 
 if __name__ == "__main__":
     main()

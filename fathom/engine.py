@@ -3,7 +3,9 @@ from __future__ import annotations
 
 import dataclasses
 import os
+import threading
 from collections.abc import Iterator
+from dataclasses import dataclass, field
 
 from core.errors import IndexNotFound, IndexProblem
 from crawler.run import crawl as run_crawl
@@ -22,6 +24,60 @@ from synthesizer.evaluation import AnswerEval, evaluate_answers, load_questions
 from synthesizer.types import Answer
 
 
+@dataclass(frozen=True)
+class CrawlStatus:
+    """What the crawl store holds."""
+
+    pages: int
+    deleted: int
+    aliases: int
+    last_run: dict | None = None  # run_id, started, ended and the CrawlReport of the last crawl
+
+
+@dataclass(frozen=True)
+class IndexStatus:
+    """The current index generation and its persisted settings; `error` says why it is unusable."""
+
+    generation: int = 0
+    pages: int = 0
+    chunks: int = 0
+    built_at: str = ""
+    build_s: float = 0.0
+    settings: dict = field(default_factory=dict)
+    manifest: dict = field(default_factory=dict)
+    size_bytes: int = 0  # on disk, the current generation's files
+    error: str = ""
+
+
+@dataclass(frozen=True)
+class Status:
+    """What `Engine.status()` returns: what is crawled and indexed in one data directory."""
+
+    data_dir: str
+    crawl: CrawlStatus | None = None
+    index: IndexStatus | None = None
+
+    def to_dict(self) -> dict:
+        """The JSON shape of `fathom status --json` (an unusable index is just {"error": ...})."""
+        index = None
+        if self.index is not None:
+            index = ({"error": self.index.error} if self.index.error
+                     else {k: v for k, v in dataclasses.asdict(self.index).items() if k != "error"})
+        return {"data_dir": self.data_dir, "crawl": dataclasses.asdict(self.crawl) if self.crawl else None,
+                "index": index}
+
+
+def _dir_size(path: str) -> int:
+    total = 0
+    for dirpath, _, names in os.walk(path):
+        for n in names:
+            try:
+                total += os.path.getsize(os.path.join(dirpath, n))
+            except OSError:
+                pass
+    return total
+
+
 def default_data_dir() -> str:
     return os.environ.get("FATHOM_DATA") or os.path.join(os.getcwd(), "fathom-data")
 
@@ -29,7 +85,9 @@ def default_data_dir() -> str:
 class Engine:
     """One data directory: crawl store (crawl.duckdb) and index generations (index/).
 
-    The embedder and LLM factory are injectable; by default they are loaded on first use."""
+    The embedder and LLM factory are injectable; by default they are loaded on first use.
+    One Engine can be shared by threads: searches run concurrently, while answers generate one at a
+    time (2 cores); `with Engine(...) as engine:` releases the models and index at the end."""
 
     def __init__(self, data_dir: str | None = None, config: Config | None = None,
                  embedder: Embedder | None = None, llm_factory: LLMFactory | None = None):
@@ -39,6 +97,20 @@ class Engine:
         self._llm_factory = llm_factory
         self._index: HybridIndex | None = None
         self._synth: Synthesizer | None = None
+        self._load_lock = threading.RLock()  # loading the index / embedder / synthesizer once
+        self._answer_lock = threading.Lock()  # one answer generates at a time; searches never wait on it
+
+    def __enter__(self) -> "Engine":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+    def close(self) -> None:
+        """Drop the loaded index, embedder and models (they are reloaded on next use)."""
+        with self._load_lock:
+            self._synth = None
+            self._index = None
 
     @property
     def store_path(self) -> str:
@@ -51,34 +123,41 @@ class Engine:
     @property
     def embedder(self) -> Embedder:
         if self._embedder is None:
-            self._embedder = load_embedder(self.config.index.embedder, self.config.index.threads)
+            with self._load_lock:
+                if self._embedder is None:
+                    self._embedder = load_embedder(self.config.index.embedder, self.config.index.threads)
         return self._embedder
 
     # --- jobs ---------------------------------------------------------------------
-    def crawl(self, seeds: list[str], max_pages: int | None = None) -> CrawlReport:
-        """Crawl `seeds` (in a child process) into this data directory's store."""
+    def crawl(self, seeds: list[str], max_pages: int | None = None, progress=None,
+              crawl_config=None) -> CrawlReport:
+        """Crawl `seeds` (in a child process) into this data directory's store. `progress(counts)`
+        gets running counts; `crawl_config` replaces the [crawl] settings for this crawl."""
         os.makedirs(self.data_dir, exist_ok=True)
-        return run_crawl(seeds, self.config.crawl, self.store_path, max_pages)
+        return run_crawl(seeds, crawl_config or self.config.crawl, self.store_path, max_pages, progress=progress)
 
-    def index(self) -> IndexReport:
+    def index(self, progress=None) -> IndexReport:
         """Build a new index generation from the store and switch readers to it."""
         if not os.path.exists(self.store_path):
             from core.errors import StoreError
             raise StoreError(f"nothing crawled yet in {self.data_dir}; run `fathom crawl URL` first")
-        report = build_index(self.store_path, self.index_root, self.config.index, self.embedder)
-        self._index = None
-        self._synth = None
+        kw = {"progress": progress} if progress is not None else {}
+        report = build_index(self.store_path, self.index_root, self.config.index, self.embedder, **kw)
+        with self._load_lock:
+            self._index = None
+            self._synth = None
         return report
 
     # --- queries --------------------------------------------------------------------
     def open_index(self) -> HybridIndex:
         """The current index generation, loaded and verified once, reloaded after `index()`."""
-        if self._index is None:
-            if not os.path.isdir(self.index_root):
-                raise IndexNotFound(f"no index in {self.data_dir}; run `fathom crawl URL` then `fathom index`")
-            self._index = HybridIndex.open(self.index_root, self.config.index.embedder,
-                                           threads=self.config.index.threads)
-        return self._index
+        with self._load_lock:
+            if self._index is None:
+                if not os.path.isdir(self.index_root):
+                    raise IndexNotFound(f"no index in {self.data_dir}; run `fathom crawl URL` then `fathom index`")
+                self._index = HybridIndex.open(self.index_root, self.config.index.embedder,
+                                               threads=self.config.index.threads)
+            return self._index
 
     def retriever(self) -> HybridRetriever:
         return HybridRetriever(self.open_index(), self.embedder, self.config.retrieve)
@@ -108,32 +187,58 @@ class Engine:
         return [evaluate_answers(lambda q, m=m: synth.answer(q, m), m, qa, unanswerable) for m in modes]
 
     def synthesizer(self) -> Synthesizer:
-        if self._synth is None or self._synth.retriever.index is not self.open_index():
-            self._synth = Synthesizer(self.retriever(), self.config.answer, self._llm_factory)
-        return self._synth
+        with self._load_lock:
+            if self._synth is None or self._synth.retriever.index is not self.open_index():
+                self._synth = Synthesizer(self.retriever(), self.config.answer, self._llm_factory)
+            return self._synth
 
     def ask(self, question: str, mode: str | None = None) -> Answer:
-        return self.synthesizer().answer(question, mode)
+        with self._answer_lock:
+            return self.synthesizer().answer(question, mode)
 
     def ask_stream(self, question: str, mode: str | None = None) -> Iterator[str | Answer]:
-        """Text deltas as generated, then the final Answer."""
-        return self.synthesizer().stream(question, mode)
+        """Text deltas as generated, then the final Answer. The generator holds the answer lock
+        from its first step until it ends or is closed, so close an abandoned one."""
+        with self._answer_lock:
+            yield from self.synthesizer().stream(question, mode)
 
-    def status(self) -> dict:
+    def as_query_engine(self, mode: str = "auto"):
+        """Fathom's LlamaIndex query engine: `.query(q)` returns a Response whose metadata["answer"]
+        is the Answer and whose source_nodes are the cited passages. It calls the models directly,
+        so use it from one thread (or through `ask`, which serializes answers)."""
+        return self.synthesizer().query_engine(mode)
+
+    def as_retriever(self, k: int = 5, rerank: bool | None = None):
+        """Fathom's hybrid retriever as a LlamaIndex BaseRetriever (NodeWithScore per passage)."""
+        from retriever.llamaindex_adapter import FathomRetriever
+        return FathomRetriever(self.retriever(), k=k, rerank=rerank)
+
+    def sites(self) -> list[dict]:
+        """Per host: live and deleted pages and the last fetch time."""
+        with CrawlStore(self.store_path, read_only=True) as store:
+            return store.sites()
+
+    def outcomes(self, limit: int = 500, host: str = "") -> list[dict]:
+        """The latest fetch outcome of each URL (fetched, unchanged, skipped ... and why), newest first."""
+        with CrawlStore(self.store_path, read_only=True) as store:
+            return store.outcomes(limit, host)
+
+    def status(self) -> Status:
         """What is crawled and indexed, with the index's persisted settings."""
-        out: dict = {"data_dir": self.data_dir, "crawl": None, "index": None}
+        crawl = index = None
         if os.path.exists(self.store_path):
             with CrawlStore(self.store_path, read_only=True) as store:
-                out["crawl"] = store.stats()
+                crawl = CrawlStatus(**store.stats())
         try:
             gen = current_generation(self.index_root)
             manifest = read_manifest(gen)
-            out["index"] = {"generation": manifest.generation, "pages": manifest.pages,
-                            "chunks": manifest.chunks, "built_at": manifest.built_at,
-                            "build_s": manifest.build_s, "settings": manifest.settings(),
-                            "manifest": dataclasses.asdict(manifest) | {"files": len(manifest.files)}}
+            index = IndexStatus(generation=manifest.generation, pages=manifest.pages, chunks=manifest.chunks,
+                                built_at=manifest.built_at, build_s=manifest.build_s, settings=manifest.settings(),
+                                manifest=dataclasses.asdict(manifest) | {"files": len(manifest.files)},
+                                size_bytes=_dir_size(gen))
         except IndexNotFound:
             pass
         except IndexProblem as exc:  # show what is wrong instead of failing the whole status
-            out["index"] = {"error": str(exc)}
-        return out
+            index = IndexStatus(error=str(exc))
+        return Status(self.data_dir, crawl, index)
+
