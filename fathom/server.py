@@ -8,6 +8,7 @@ same-origin, and every response carries a Content-Security-Policy without inline
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import dataclasses
 import hashlib
 import itertools
@@ -108,7 +109,10 @@ class EventStream(Response):
     media_type = "text/event-stream"
 
     def __init__(self, events: AsyncIterator[str]):
-        super().__init__(headers={"cache-control": "no-store", "x-accel-buffering": "no"})
+        self.status_code = 200
+        self.background = None
+        self.raw_headers = [(b"content-type", b"text/event-stream; charset=utf-8"), (b"cache-control", b"no-store"),
+                            (b"x-accel-buffering", b"no")]  # no content-length: the body streams
         self.events = events
 
     async def __call__(self, scope, receive, send):
@@ -556,8 +560,20 @@ def create_app(engine, bound_host: str = "127.0.0.1", jobs_file: str | None = No
         Route("/openapi.json", openapi),
         Mount("/static", StaticFiles(directory=os.path.join(HERE, "static")), name="static"),
     ]
+    def warm_up() -> None:  # load the index and embedder now, not on the first search
+        try:
+            engine.search("warm up", k=1)
+        except FathomError:
+            pass
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app):
+        threading.Thread(target=warm_up, daemon=True, name="warm-up").start()
+        yield
+        jobs.stop()
+
     app = Starlette(routes=routes, exception_handlers={404: not_found, 405: method_not_allowed, 500: server_error},
-                    on_shutdown=[jobs.stop])
+                    lifespan=lifespan)
     app.state.engine, app.state.jobs, app.state.queue = engine, jobs, queue
     if jobs_file:
         jobs.run_due_forever()
