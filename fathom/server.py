@@ -229,7 +229,9 @@ class Jobs:
 
 # --- view helpers -----------------------------------------------------------------------------
 def highlight(text: str, query: str) -> Markup:
-    """`text` escaped, with the query's words (3+ letters) wrapped in <mark>."""
+    """`text` escaped, with the query's words (3+ letters) wrapped in <mark>; the '#' heading
+    markers of the stored page text are dropped."""
+    text = re.sub(r"(^|\s)#{1,6}\s+", r"\1", text)
     terms = sorted({t for t in re.findall(r"\w{3,}", query.lower())}, key=len, reverse=True)
     if not terms:
         return escape(text)

