@@ -185,13 +185,16 @@ function showEvidence(box, s, c, sentEl) {
     s.status === "unsupported" ? " (does not support it)" : "");
   const text = c.passage || c.snippet || "";
   if (s.span_start >= 0 && s.span_end > s.span_start && s.span_end <= text.length) {
-    const mark = el("mark", {text: text.slice(s.span_start, s.span_end)});
-    passage.replaceChildren(text.slice(0, s.span_start), mark, text.slice(s.span_end));
+    // offsets index the stored passage; its '#' heading markers are dropped only for display
+    const mark = el("mark", {text: plain(text.slice(s.span_start, s.span_end))});
+    passage.replaceChildren(plain(text.slice(0, s.span_start)), mark, plain(text.slice(s.span_end)));
     mark.scrollIntoView({block: "nearest"});
   } else {
-    passage.replaceChildren(text);
+    passage.replaceChildren(plain(text));
   }
 }
+
+function plain(t) { return t.replace(/(^|\n)#{1,6} /g, "$1"); }
 
 // timings are rendered generically: any (nested) object of numbers
 function flatTimings(t, prefix = "") {
@@ -201,7 +204,7 @@ function flatTimings(t, prefix = "") {
     const key = prefix + k;
     if (v && typeof v === "object") out.push(...flatTimings(v, key + "."));
     else if (typeof v === "number") {
-      const label = key.replace(/_(ms|s)$/, "").replace(/_per_$/, "/s").replace(/_/g, " ");
+      const label = key.replace(/_per_s$/, "/s").replace(/_(ms|s)$/, "").replace(/_/g, " ");
       let shown = Number.isInteger(v) ? String(v) : v.toFixed(1);
       if (key.endsWith("_per_s")) shown = v.toFixed(1);
       else if (key.endsWith("_ms")) shown = v >= 1000 ? (v / 1000).toFixed(2) + " s" : v.toFixed(0) + " ms";
