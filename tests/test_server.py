@@ -236,3 +236,24 @@ def test_search_keeps_working_from_threads_while_an_answer_holds_the_lock(tiny_e
     assert len(results) == 3 and all(r.hits for r in results)
     gen.close()
     assert not tiny_engine._answer_lock.locked()
+
+
+def test_eval_page_scores_a_qrels_file_and_draws_the_chart(base, tmp_path):
+    qrels = tmp_path / "qrels.jsonl"
+    qrels.write_text("\n".join(json.dumps(r) for r in [
+        {"qid": "1", "query": "prune tomato suckers", "relevant": ["docs/tomatoes.html"]},
+        {"qid": "2", "query": "compost heap nitrogen carbon", "relevant": ["docs/compost.html"]},
+        {"qid": "3", "query": "water in the morning", "relevant": ["docs/watering.html"]}]))
+    form = urllib.parse.urlencode({"file": str(qrels), "engines": ["bm25", "hybrid"], "limit": "3"}, doseq=True)
+    status, _, body = get(f"{base}/eval", {"content-type": "application/x-www-form-urlencoded", "origin": base},
+                          form.encode(), "POST")
+    assert status == 200, body
+    assert body.count("<svg") == 2 and "nDCG@10" in body and "Recall@10" in body
+    assert re.search(r"<td>hybrid</td><td class=\"num\">1\.000</td>", body)
+    # a missing file is a clear error, and a foreign page cannot post the form
+    status, _, body = get(f"{base}/eval", {"content-type": "application/x-www-form-urlencoded", "origin": base},
+                          b"file=/nope.jsonl&engines=bm25", "POST")
+    assert status == 400 and "no such file" in body
+    status, _, _ = get(f"{base}/eval", {"content-type": "application/x-www-form-urlencoded",
+                                        "origin": "http://attacker.example"}, form.encode(), "POST")
+    assert status == 403
