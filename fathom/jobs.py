@@ -20,9 +20,10 @@ import tomllib
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
+import duckdb
 from filelock import FileLock, Timeout
 
-from core.errors import ConfigError, FathomError, JobsLocked
+from core.errors import ConfigError, FathomError, JobsLocked, StoreError
 from crawler.config import CrawlConfig, from_dict
 from crawler.store import CrawlStore
 
@@ -217,22 +218,27 @@ def _run_locked(engine, sources, due, progress, now) -> JobsReport:
         except FathomError as exc:
             index_error = str(exc)
     # a source succeeds when its crawl did and the index that followed was built
-    with CrawlStore(engine.store_path) if started_at else _Nothing() as store:
-        for r in results:
-            if r.name in started_at:
-                store.record_job(r.name, started_at[r.name], r.status == "ok" and not index_error,
-                                 dataclasses.asdict(r))
+    if started_at:
+        _record(engine, [(r.name, started_at[r.name], r.status == "ok" and not index_error, dataclasses.asdict(r))
+                         for r in results if r.name in started_at])
     report = JobsReport(tuple(results), index, index_error, round(time.monotonic() - t0, 3))
     emit({"stage": "done", "summary": report.summary(), "exit_code": report.exit_code})
     return report
 
 
-class _Nothing:
-    def __enter__(self):
-        return None
-
-    def __exit__(self, *exc):
-        return None
+def _record(engine, rows: list[tuple]) -> None:
+    """Write the job outcomes; a reader of the store in this process (the web UI) can hold it for
+    a moment, so a refused open is retried for a few seconds."""
+    for attempt in range(20):
+        try:
+            with CrawlStore(engine.store_path) as store:
+                for row in rows:
+                    store.record_job(*row)
+            return
+        except (StoreError, duckdb.Error):
+            if attempt == 19:
+                raise
+            time.sleep(0.25)
 
 
 def load_and_run(engine, path: str, due: bool = False, progress=None) -> JobsReport:

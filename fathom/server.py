@@ -379,13 +379,19 @@ def create_app(engine, bound_host: str = "127.0.0.1", jobs_file: str | None = No
                 ctx["error"] = str(exc)
         return page(request, "search.html", 200 if ready else 503, **ctx)
 
+    def safe_status():
+        """Engine.status(), or a status without the crawl part while a writer holds the store."""
+        try:
+            return engine.status(), ""
+        except (FathomError, duckdb.Error) as exc:
+            from fathom.engine import Status
+            return Status(engine.data_dir), _store_error(exc)
+
     async def sources(request: Request):
-        st = await blocking(engine.status)
-        sites, outcomes, store_problem = [], [], ""
+        st, busy = await blocking(safe_status)
+        sites, outcomes, store_problem = [], [], busy
         outcome_filter = request.query_params.get("outcome", "")
-        if st.crawl is None and not os.path.exists(engine.store_path):
-            store_problem = ""
-        else:
+        if not busy and os.path.exists(engine.store_path):
             try:
                 sites = await blocking(engine.sites)
                 outcomes = await blocking(lambda: engine.outcomes(1000))
@@ -488,13 +494,15 @@ def create_app(engine, bound_host: str = "127.0.0.1", jobs_file: str | None = No
             queue.leave(ticket)
 
     async def api_status(request: Request):
-        st = await blocking(engine.status)
-        out = st.to_dict() | {"answers_queued": len(queue),
+        st, busy = await blocking(safe_status)
+        out = st.to_dict() | {"store_problem": busy} | {"answers_queued": len(queue),
                               "jobs": [{"id": j.id, "seeds": j.seeds, "done": j.done} for j in jobs.jobs.values()]}
         try:
             out["sites"] = await blocking(engine.sites) if st.crawl else []
         except (FathomError, duckdb.Error) as exc:
             out["sites"], out["store_problem"] = [], _store_error(exc)
+        if not out["store_problem"]:
+            del out["store_problem"]
         return JSONResponse(json.loads(json.dumps(out, default=str)))
 
     async def api_jobs_post(request: Request):

@@ -135,3 +135,22 @@ def test_due_uses_the_last_success_recorded_in_the_store(tmp_path, site_dir, emb
     assert run_jobs(engine, [src], due=True, now=now + dt.timedelta(minutes=30)).sources[0].status == "not_due"
     later = run_jobs(engine, [src], due=True, now=now + dt.timedelta(hours=2))
     assert later.sources[0].status == "ok" and later.sources[0].last_success
+
+
+def test_serve_with_jobs_runs_the_due_sources_in_the_background(tmp_path, site_dir, embedder):
+    import time
+
+    from fathom import Engine
+    from webserver import get, running_server
+
+    jobs = write(tmp_path / "jobs.toml", f'[[source]]\nname = "g"\nseeds = ["{site_dir}/docs"]\nevery = "1h"\n')
+    engine = Engine(str(tmp_path / "data"), embedder=embedder)
+    with running_server(engine, jobs_file=jobs) as base:
+        deadline = time.monotonic() + 240
+        while time.monotonic() < deadline:
+            st = json.loads(get(base + "/api/status")[2])
+            if st["index"] and st["index"].get("chunks"):
+                break
+            time.sleep(1)
+        assert st["index"]["chunks"] > 0 and st["crawl"]["pages"] >= 4
+        assert json.loads(get(base + "/api/search?q=compost")[2])["hits"]
