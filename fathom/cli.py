@@ -86,6 +86,7 @@ def crawl(ctx, urls, max_pages, as_json, quiet, data_, config_):
     _apply(ctx, data_, config_)
     with Bars(quiet) as bars:
         report = _engine(ctx).crawl(list(urls), max_pages=max_pages, progress=bars.crawl)
+        bars.crawl(dataclasses.asdict(report))  # the final counts, even for a crawl shorter than one tick
     _emit(dataclasses.asdict(report), as_json, lambda r: click.echo(
         f"fetched {r['fetched']}: {r['new']} new, {r['changed']} changed, {r['unchanged']} unchanged, "
         f"{r['deleted']} deleted, {r['errors']} errors; skipped {r['skipped'] or 'none'}; "
