@@ -47,7 +47,13 @@ def questions(n: int) -> list[str]:
         return FALLBACK_QUERIES[:n]
 
 
-def build(data: str) -> None:
+GARDEN_QUERIES = ["How do I prune tomatoes?", "How deep should tomato seedlings be planted?",
+                  "How often should the compost heap be turned?", "When should vegetables be watered?",
+                  "compost nitrogen carbon", "tomato suckers", "deep watering roots", "fungal disease leaves",
+                  "finished compost smell", "space tomato plants"]
+
+
+def build(data: str, small: bool) -> None:
     from fathom.demo import PYTHON_DOCS
     from fathom.engine import Engine
     from fathom.localsite import serve_directory
@@ -55,8 +61,15 @@ def build(data: str) -> None:
     engine = Engine(data)
     if engine.status().index is not None:
         return
-    with serve_directory(PYTHON_DOCS) as base:
-        engine.crawl([f"{base}tutorial/index.html", f"{base}faq/index.html"])
+    if small:  # the test suite's 4-page garden site: a run small enough for a busy machine
+        sys.path.insert(0, os.path.join(REPO, "tests"))
+        from conftest import write_site
+        site = os.path.join(data, "site")
+        write_site(site)
+        engine.crawl([os.path.join(site, "docs")])
+    else:
+        with serve_directory(PYTHON_DOCS) as base:
+            engine.crawl([f"{base}tutorial/index.html", f"{base}faq/index.html"])
     engine.index()
 
 
@@ -195,12 +208,14 @@ def main() -> None:
     ap.add_argument("--seconds", type=float, default=60.0)
     ap.add_argument("--clients", type=int, default=8)
     ap.add_argument("--ttft-questions", type=int, default=3)
+    ap.add_argument("--small", action="store_true",
+                    help="the 4-page garden test site instead of the Python docs (a reduced run)")
     ap.add_argument("--json", action="store_true")
     args = ap.parse_args()
     data = args.data or tempfile.mkdtemp(prefix="fathom-serve-bench-")
     t0 = time.monotonic()
-    build(data)
-    qs = questions(40)
+    build(data, args.small)
+    qs = GARDEN_QUERIES * 4 if args.small else questions(40)
     port = free_port()
     env = dict(os.environ, PYTHONPATH=REPO, HF_HUB_OFFLINE="1", TRANSFORMERS_OFFLINE="1")
     server = subprocess.Popen([sys.executable, "-m", "fathom", "--data", data, "serve", "--port", str(port)],
@@ -218,7 +233,7 @@ def main() -> None:
         load0 = open("/proc/loadavg").read().split()[0]
         idle = search_clients(base, qs, args.seconds, args.clients)
         stop, ask_stats = threading.Event(), {"answers": 0, "errors": 0}
-        th = threading.Thread(target=asker, args=(base, qs[5:], stop, ask_stats))
+        th = threading.Thread(target=asker, args=(base, qs[:4] if args.small else qs[5:], stop, ask_stats))
         th.start()
         time.sleep(1.0)
         loaded = search_clients(base, qs, args.seconds, args.clients)
@@ -226,14 +241,14 @@ def main() -> None:
         th.join()
         load1 = open("/proc/loadavg").read().split()[0]
         release_s = abandoned_release(base, qs[1])
-        ttq = qs[10:10 + args.ttft_questions]
+        ttq = qs[1:1 + args.ttft_questions] if args.small else qs[10:10 + args.ttft_questions]
         browser = browser_ttft(base, ttq)
     finally:
         server.terminate()
         server.wait(30)
     cli = cli_ttft(data, ttq)
     result = {
-        "data": data, "seconds": args.seconds, "clients": args.clients, "loadavg_1m": [load0, load1],
+        "data": data, "small": args.small, "seconds": args.seconds, "clients": args.clients, "loadavg_1m": [load0, load1],
         "idle": idle, "loaded": loaded, "answers_during_load": ask_stats,
         "p95_ratio": round(loaded["p95_ms"] / idle["p95_ms"], 2) if idle["p95_ms"] else None,
         "p50_ratio": round(loaded["p50_ms"] / idle["p50_ms"], 2) if idle["p50_ms"] else None,
