@@ -150,9 +150,9 @@ function renderAnswer(box, a, q) {
   for (const note of a.notes || []) meta.append(el("span", {text: "note: " + note}));
 }
 
-function statusWord(s) { return s === "reattached" ? "source re-attached" : s === "unsupported" ? "unsupported" : s; }
+function statusWord(s) { return s === "reattached" ? "cited by the verifier" : s === "unsupported" ? "unsupported" : s; }
 function statusTitle(s) {
-  return s === "reattached" ? "The model cited another source; the verifier found this sentence in the source shown"
+  return s === "reattached" ? "The model did not cite this source itself (or cited another); the verifier found the sentence in the source shown"
        : "No indexed passage supports this sentence: treat it with care";
 }
 
@@ -181,7 +181,7 @@ function showEvidence(box, s, c, sentEl) {
     return;
   }
   head.replaceChildren(`[${c.n}] `, el("a", {href: safeHref(c.url)}, c.title || c.url),
-    s.status === "reattached" ? " (re-attached by the verifier)" : "",
+    s.status === "reattached" ? " (cited by the verifier, not the model)" : "",
     s.status === "unsupported" ? " (does not support it)" : "");
   const text = c.passage || c.snippet || "";
   if (s.span_start >= 0 && s.span_end > s.span_start && s.span_end <= text.length) {
