@@ -12,7 +12,8 @@ It lives in the bottom layer (core), below crawler, so every layer can raise and
     │   ├── IndexCorrupt   a file of the index is missing or damaged
     │   └── IndexLocked    another writer holds the index lock
     ├── ModelUnavailable   a model file or package is missing or fails its checksum
-    └── QueryError         a question or query cannot be handled
+    ├── QueryError         a question, query or filter cannot be handled (also a ValueError)
+    └── WriteError         the data directory cannot be written (disk full, read-only)
 """
 from __future__ import annotations
 
@@ -57,5 +58,11 @@ class ModelUnavailable(FathomError):
     """A model is not installed, not assembled, or fails its checksum."""
 
 
-class QueryError(FathomError):
-    """A query or question cannot be processed."""
+class QueryError(FathomError, ValueError):
+    """A query, question or filter cannot be processed (also a ValueError, which it replaces
+    at the edges where the filters and query parsing raised one)."""
+
+
+class WriteError(FathomError):
+    """Fathom could not write to its data directory (disk full, read-only, no permission);
+    what was stored before is unchanged."""

@@ -54,6 +54,10 @@ CREATE TABLE IF NOT EXISTS page_versions (
 """
 
 
+def _first_line(exc: BaseException) -> str:
+    return (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+
+
 def _now() -> dt.datetime:
     return dt.datetime.now(dt.timezone.utc).replace(tzinfo=None)
 
@@ -74,8 +78,8 @@ class CrawlStore:
                 self.db.execute(SCHEMA)
             elif not self._current():
                 self._upgrade()
-        except duckdb.IOException as exc:
-            raise StoreError(f"cannot open crawl store {path}: {exc}") from None
+        except (duckdb.Error, OSError) as exc:  # DuckDB edge: locked, damaged, unreadable, read-only
+            raise StoreError(f"cannot open crawl store {path}: {_first_line(exc)}") from None
 
     def _current(self) -> bool:
         """Whether the file has every table and column this version reads."""

@@ -89,14 +89,15 @@ def crawl(ctx, urls, max_pages, as_json, data_, config_):
 
 
 @main.command()
-@click.option("--rebuild", is_flag=True, help="Build from scratch (the default build is already complete).")
+@click.option("--rebuild", is_flag=True,
+              help="Build from scratch: re-embed every page, trust nothing on disk, drop damaged generations.")
 @click.option("--json", "as_json", is_flag=True)
 @_data_option
 @click.pass_context
 def index(ctx, rebuild, as_json, data_, config_):
     """Chunk, embed and index the crawled pages into a new index generation."""
     _apply(ctx, data_, config_)
-    report = _engine(ctx).index()
+    report = _engine(ctx).index(rebuild=rebuild)
     _emit(dataclasses.asdict(report), as_json, lambda r: click.echo(
         f"indexed {r['pages']} pages as {r['chunks']} chunks (+{r['added']} -{r['removed']}, "
         f"{r['embedded']} embedded) in {r['elapsed_s']:.1f}s; generation {r['generation']}"))
@@ -203,13 +204,15 @@ def ask(ctx, question, mode, as_json, data_, config_):
 
 
 @main.command()
+@click.option("--verify", is_flag=True, help="Check every index file's sha256 (slow on a large index).")
 @click.option("--json", "as_json", is_flag=True)
 @_data_option
 @click.pass_context
-def status(ctx, as_json, data_, config_):
-    """What is crawled and indexed, and the index's persisted settings."""
+def status(ctx, verify, as_json, data_, config_):
+    """What is crawled and indexed, and the index's persisted settings. With --verify, exit
+    code 1 when the index is damaged."""
     _apply(ctx, data_, config_)
-    st = _engine(ctx).status()
+    st = _engine(ctx).status(verify=verify)
 
     def human(s):
         click.echo(f"data: {s['data_dir']}")
@@ -218,7 +221,9 @@ def status(ctx, as_json, data_, config_):
                    else "crawl: nothing crawled")
         i = s["index"]
         if i and "error" in i:
-            click.echo(f"index: unusable: {i['error']}")
+            click.echo(f"index: damaged: {i['error']}")
+            click.echo(f"  searches use the previous generation {i['serving']}" if i.get("serving")
+                       else "  no usable generation: run `fathom index --rebuild`")
         elif i:
             click.echo(f"index: generation {i['generation']}, {i['pages']} pages, {i['chunks']} chunks, "
                        f"built {i['built_at']}")
@@ -227,6 +232,8 @@ def status(ctx, as_json, data_, config_):
         else:
             click.echo("index: none")
     _emit(st, as_json, human)
+    if verify and st["index"] and "error" in st["index"]:
+        sys.exit(1)
 
 
 @main.command(name="eval")

@@ -14,7 +14,7 @@ from indexer.build import IndexReport, build_index
 from indexer.embedding import Embedder, load_embedder
 from indexer.generations import current_generation
 from indexer.hybrid_index import HybridIndex
-from indexer.manifest import read_manifest
+from indexer.manifest import read_manifest, verify_files
 from retriever.evaluation import EvalResult, evaluate, load_judged
 from retriever.hybrid import ENGINES, Filters, HybridRetriever, SearchResult
 from synthesizer.engine import LLMFactory, Synthesizer
@@ -60,12 +60,14 @@ class Engine:
         os.makedirs(self.data_dir, exist_ok=True)
         return run_crawl(seeds, self.config.crawl, self.store_path, max_pages)
 
-    def index(self) -> IndexReport:
-        """Build a new index generation from the store and switch readers to it."""
+    def index(self, rebuild: bool = False) -> IndexReport:
+        """Build a new index generation from the store and switch readers to it. `rebuild`
+        re-embeds everything and drops damaged older generations (see build_index)."""
         if not os.path.exists(self.store_path):
             from core.errors import StoreError
             raise StoreError(f"nothing crawled yet in {self.data_dir}; run `fathom crawl URL` first")
-        report = build_index(self.store_path, self.index_root, self.config.index, self.embedder)
+        report = build_index(self.store_path, self.index_root, self.config.index, self.embedder,
+                             rebuild=rebuild)
         self._index = None
         self._synth = None
         return report
@@ -85,7 +87,15 @@ class Engine:
 
     def search(self, query: str, k: int | None = None, filters: Filters = Filters(),
                rerank: bool | None = None) -> SearchResult:
-        return self.retriever().search(query, k=k, filters=filters, rerank=rerank)
+        result = self.retriever().search(query, k=k, filters=filters, rerank=rerank)
+        return self._with_index_note(result)
+
+    def _with_index_note(self, result):
+        """Add the note of a fallback index (the current generation is damaged) to a result."""
+        note = self._index.note if self._index is not None else ""
+        if note and note not in result.notes:
+            result = dataclasses.replace(result, notes=tuple(result.notes) + (note,))
+        return result
 
     def evaluate(self, path: str, engines: tuple[str, ...] = ENGINES, limit: int | None = None,
                  k: int = 10) -> list[EvalResult]:
@@ -113,14 +123,17 @@ class Engine:
         return self._synth
 
     def ask(self, question: str, mode: str | None = None) -> Answer:
-        return self.synthesizer().answer(question, mode)
+        return self._with_index_note(self.synthesizer().answer(question, mode))
 
     def ask_stream(self, question: str, mode: str | None = None) -> Iterator[str | Answer]:
         """Text deltas as generated, then the final Answer."""
-        return self.synthesizer().stream(question, mode)
+        for part in self.synthesizer().stream(question, mode):
+            yield part if isinstance(part, str) else self._with_index_note(part)
 
-    def status(self) -> dict:
-        """What is crawled and indexed, with the index's persisted settings."""
+    def status(self, verify: bool = False) -> dict:
+        """What is crawled and indexed, with the index's persisted settings. The current
+        generation's files are checked by size and mtime, or with `verify` by their sha256;
+        damage shows as index["error"] (with the generation a search would fall back to)."""
         out: dict = {"data_dir": self.data_dir, "crawl": None, "index": None}
         if os.path.exists(self.store_path):
             with CrawlStore(self.store_path, read_only=True) as store:
@@ -131,9 +144,18 @@ class Engine:
             out["index"] = {"generation": manifest.generation, "pages": manifest.pages,
                             "chunks": manifest.chunks, "built_at": manifest.built_at,
                             "build_s": manifest.build_s, "settings": manifest.settings(),
-                            "manifest": dataclasses.asdict(manifest) | {"files": len(manifest.files)}}
+                            "manifest": dataclasses.asdict(manifest) | {"files": len(manifest.files),
+                                                                        "sizes": len(manifest.sizes)}}
+            verify_files(gen, manifest, full=verify)
+            out["index"]["verified"] = "sha256" if verify else "size+mtime"
         except IndexNotFound:
             pass
         except IndexProblem as exc:  # show what is wrong instead of failing the whole status
             out["index"] = {"error": str(exc)}
+            try:
+                fallback = HybridIndex.open(self.index_root, self.config.index.embedder, verify="full" if verify else True,
+                                            threads=self.config.index.threads)
+                out["index"]["serving"] = fallback.manifest.generation if fallback.note else None
+            except IndexProblem:
+                out["index"]["serving"] = None
         return out

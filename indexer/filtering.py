@@ -10,6 +10,8 @@ from __future__ import annotations
 import datetime as dt
 import functools
 
+from core.errors import QueryError
+
 DATE_FIELDS = ("changed_at", "fetched_at", "modified_at")
 
 
@@ -24,7 +26,7 @@ def parse_date(value: str) -> dt.datetime | None:
     try:
         parsed = dt.datetime.fromisoformat(value)
     except ValueError:
-        raise ValueError(f"not an ISO date or date-time: {value!r} (use e.g. 2024-05-01)") from None
+        raise QueryError(f"not an ISO date or date-time: {value!r} (use e.g. 2024-05-01)") from None
     if parsed.tzinfo is None:
         parsed = parsed.replace(tzinfo=dt.timezone.utc)
     return parsed.astimezone(dt.timezone.utc).replace(microsecond=0)
@@ -37,7 +39,7 @@ def date_bounds(since: str, until: str) -> tuple[dt.datetime | None, dt.datetime
     if upper is not None:
         upper = upper + (dt.timedelta(days=1) if len(until.strip()) == 10 else dt.timedelta(seconds=1))
     if lower is not None and upper is not None and lower >= upper:
-        raise ValueError(f"empty date range: since {since!r} is not before until {until!r}")
+        raise QueryError(f"empty date range: since {since!r} is not before until {until!r}")
     return lower, upper
 
 

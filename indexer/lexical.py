@@ -12,7 +12,7 @@ from urllib.parse import urlsplit
 
 import tantivy
 
-from core.errors import IndexCorrupt
+from core.errors import IndexCorrupt, QueryError
 from indexer.chunking import Chunk
 from indexer.filtering import DATE_FIELDS, date_bounds, lang_key, parse_date
 
@@ -66,9 +66,10 @@ class LexicalIndex:
     def __init__(self, directory: str):
         try:
             self.index = tantivy.Index.open(directory)
-        except ValueError as exc:
-            raise IndexCorrupt(f"cannot open tantivy index in {directory}: {exc}") from None
-        self.searcher = self.index.searcher()
+            self.searcher = self.index.searcher()
+        except (ValueError, OSError, RuntimeError) as exc:  # tantivy edge: a damaged index is ValueError
+            raise IndexCorrupt(f"cannot open tantivy index in {directory}: {exc}; "
+                               "run `fathom index --rebuild`") from None
 
     def search(self, text: str, limit: int, url_prefix: str = "", hosts: tuple[str, ...] = (),
                since: str = "", until: str = "", date_field: str = "changed_at",
@@ -77,7 +78,7 @@ class LexicalIndex:
         `hosts`, the date range `since`..`until` on `date_field` and `langs` filter inside
         tantivy, before the top `limit` are taken (semantics in indexer.filtering)."""
         if date_field not in DATE_FIELDS:
-            raise ValueError(f"date_field must be one of {DATE_FIELDS}, got {date_field!r}")
+            raise QueryError(f"date_field must be one of {DATE_FIELDS}, got {date_field!r}")
         lower, upper = date_bounds(since, until)
         terms = query_terms(text)
         if not terms or limit <= 0:
@@ -99,12 +100,12 @@ class LexicalIndex:
             query = tantivy.Query.boolean_query(
                 [(tantivy.Occur.Must, query)]
                 + [(tantivy.Occur.Must, tantivy.Query.const_score_query(f, 0.0)) for f in filters])
-        result = self.searcher.search(query, limit)
-        out = []
-        for score, addr in result.hits:
-            doc = self.searcher.doc(addr)
-            out.append((int(doc["chunk_id"][0]), float(score)))
-        return out
+        try:  # tantivy edge: it reports unreadable segments as ValueError at search time
+            result = self.searcher.search(query, limit)
+            return [(int(self.searcher.doc(addr)["chunk_id"][0]), float(score)) for score, addr in result.hits]
+        except ValueError as exc:
+            raise IndexCorrupt(f"tantivy search failed, the index is damaged ({exc}); "
+                               "run `fathom index --rebuild`") from None
 
     @property
     def num_docs(self) -> int:
