@@ -3,6 +3,7 @@ chunk content hash), write tantivy and hnswlib, write the manifest, switch CURRE
 from __future__ import annotations
 
 import datetime as dt
+import errno
 import functools
 import json
 import lzma
@@ -14,7 +15,7 @@ from dataclasses import asdict, dataclass
 
 import numpy as np
 
-from core.errors import FathomError, WriteError
+from core.errors import FathomError, IndexProblem, WriteError
 from crawler.store import CrawlStore
 from indexer.chunking import Chunk, ChunkSpec, chunk_hash, chunk_page
 from indexer.config import IndexConfig
@@ -169,7 +170,10 @@ def _build_locked(store_path: str, root: str, config: IndexConfig, embedder: Emb
     write_manifest(tmp, manifest)
     _fsync_tree(tmp)
     from indexer.hybrid_index import HybridIndex  # it imports this module
-    HybridIndex.open_directory(tmp, embedder.name, embedder.dim, verify=False, threads=config.threads)
+    try:  # hnswlib writes with an unchecked ofstream: a full disk shows only when loading back
+        HybridIndex.open_directory(tmp, embedder.name, embedder.dim, verify=False, threads=config.threads)
+    except IndexProblem as exc:
+        raise OSError(errno.EIO, f"the new generation does not load back ({exc}); is the disk full?") from None
     os.rename(tmp, final)
     switch_current(root, final)
     try:

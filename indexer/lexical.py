@@ -7,7 +7,12 @@ primary subtag, and changed_at / fetched_at / modified_at indexed fast date fiel
 ranges; filters run inside the tantivy query, before the top hits are taken."""
 from __future__ import annotations
 
+import errno
+import os
 import re
+import shutil
+import tempfile
+import weakref
 from urllib.parse import urlsplit
 
 import tantivy
@@ -51,8 +56,12 @@ def write_lexical(directory: str, chunks: list[Chunk], heap_bytes: int = 64_000_
             if when is not None:
                 doc.add_date(name, when)
         writer.add_document(doc)
-    writer.commit()
-    writer.wait_merging_threads()
+    try:
+        writer.commit()
+        writer.wait_merging_threads()
+    except ValueError as exc:  # tantivy edge: it reports a failed write (disk full) as ValueError
+        code = errno.ENOSPC if "os error 28" in str(exc) else errno.EIO
+        raise OSError(code, f"tantivy could not write {directory}: {exc}") from None
 
 
 def query_terms(text: str) -> list[str]:
@@ -64,12 +73,29 @@ class LexicalIndex:
     """Read side of the tantivy index."""
 
     def __init__(self, directory: str):
+        self.copy_dir = ""
         try:
-            self.index = tantivy.Index.open(directory)
-            self.searcher = self.index.searcher()
+            self._open(directory)
         except (ValueError, OSError, RuntimeError) as exc:  # tantivy edge: a damaged index is ValueError
-            raise IndexCorrupt(f"cannot open tantivy index in {directory}: {exc}; "
-                               "run `fathom index --rebuild`") from None
+            if "ReadOnlyFilesystem" not in str(exc) and "PermissionDenied" not in str(exc):
+                raise IndexCorrupt(f"cannot open tantivy index in {directory}: {exc}; "
+                                   "run `fathom index --rebuild`") from None
+            # tantivy takes a lock file even to read: on a read-only data directory, read a
+            # private temporary copy (removed when this object goes)
+            self.copy_dir = tempfile.mkdtemp(prefix="fathom-ro-tantivy-")
+            weakref.finalize(self, shutil.rmtree, self.copy_dir, True)
+            for name in os.listdir(directory):
+                if not name.endswith(".lock"):
+                    shutil.copy2(os.path.join(directory, name), self.copy_dir)
+            try:
+                self._open(self.copy_dir)
+            except (ValueError, OSError, RuntimeError) as exc2:
+                raise IndexCorrupt(f"cannot open tantivy index in {directory}: {exc2}; "
+                                   "run `fathom index --rebuild`") from None
+
+    def _open(self, directory: str) -> None:
+        self.index = tantivy.Index.open(directory)
+        self.searcher = self.index.searcher()
 
     def search(self, text: str, limit: int, url_prefix: str = "", hosts: tuple[str, ...] = (),
                since: str = "", until: str = "", date_field: str = "changed_at",
