@@ -5,6 +5,7 @@ It lives in the bottom layer (core), below crawler, so every layer can raise and
     FathomError
     ├── ConfigError        a setting is unknown, mistyped or out of range
     ├── CrawlError         a crawl could not run at all (bad seed, store locked)
+    │   └── InvalidURL     a URL cannot be parsed (bad port, broken IPv6 host; also a ValueError)
     ├── StoreError         the crawl store (DuckDB) is missing or unreadable
     ├── IndexProblem       base of index problems
     │   ├── IndexNotFound  no index has been built in this data directory
@@ -28,6 +29,10 @@ class ConfigError(FathomError):
 
 class CrawlError(FathomError):
     """A crawl could not be started or failed as a whole."""
+
+
+class InvalidURL(CrawlError, ValueError):
+    """A URL cannot be parsed: a port that is not a number in 0-65535, a broken IPv6 host."""
 
 
 class StoreError(FathomError):

@@ -79,6 +79,8 @@ def crawl(seeds: list[str], config: CrawlConfig, store_path: str,
             raise CrawlError(f"seed {s!r}: {path} does not exist")
         if path is None and not s.startswith(("http://", "https://")):
             raise CrawlError(f"seed {s!r} is not an http(s) URL, a file:// URL or an existing local path")
+    for s in seeds:
+        normalize_url(s)  # InvalidURL, in one line, for a seed with a bad port or host
     if max_pages is not None:
         config = dataclasses.replace(config, max_pages=max_pages)
     from crawler.store import CrawlStore

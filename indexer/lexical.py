@@ -7,6 +7,7 @@ primary subtag, and changed_at / fetched_at / modified_at indexed fast date fiel
 ranges; filters run inside the tantivy query, before the top hits are taken."""
 from __future__ import annotations
 
+import datetime as dt
 import errno
 import os
 import re
@@ -25,6 +26,8 @@ SCHEMA_VERSION = 2  # 2: date and lang fields, url no longer stored
 TEXT_FIELDS = ("title", "heading", "body")
 FIELD_BOOSTS = {"title": 2.0, "heading": 1.5, "body": 1.0}
 MAX_QUERY_TERMS = 64
+_DATE_MIN = dt.datetime(1677, 9, 22, tzinfo=dt.timezone.utc)
+_DATE_MAX = dt.datetime(2262, 4, 11, tzinfo=dt.timezone.utc)
 _TERM = re.compile(r"\w+", re.UNICODE)
 
 
@@ -53,7 +56,7 @@ def write_lexical(directory: str, chunks: list[Chunk], heap_bytes: int = 64_000_
                 when = parse_date(getattr(c, name))
             except ValueError:
                 when = None  # an unparsable date is left out, like a missing one
-            if when is not None:
+            if when is not None and _DATE_MIN <= when <= _DATE_MAX:  # tantivy's range (nanoseconds in i64)
                 doc.add_date(name, when)
         writer.add_document(doc)
     try:
@@ -106,6 +109,10 @@ class LexicalIndex:
         if date_field not in DATE_FIELDS:
             raise QueryError(f"date_field must be one of {DATE_FIELDS}, got {date_field!r}")
         lower, upper = date_bounds(since, until)
+        if (lower is not None and lower > _DATE_MAX) or (upper is not None and upper < _DATE_MIN):
+            return []  # no indexed date lies there
+        lower = max(lower, _DATE_MIN) if lower is not None else None  # clamped into tantivy's range
+        upper = min(upper, _DATE_MAX) if upper is not None else None
         terms = query_terms(text)
         if not terms or limit <= 0:
             return []
