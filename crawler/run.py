@@ -128,7 +128,8 @@ def _child() -> None:
     process = CrawlerProcess(settings=scrapy_settings(config))
     crawler = process.create_crawler(SiteSpider)
     process.crawl(crawler, seeds=seeds, store_path=args["store"], max_pages=config.max_pages, scope=scope,
-                  job=job_name(seeds))
+                  job=job_name(seeds),
+                  near_jaccard=config.near_duplicate_jaccard if config.near_duplicate_bits >= 0 else 0.0)
     process.start()
     spider = crawler.spider
     from crawler.store import CrawlStore
