@@ -1,6 +1,7 @@
 """Disk full, a read-only data directory and two writers, with real files and processes (slow tier)."""
 from __future__ import annotations
 
+import dataclasses
 import os
 import shutil
 import subprocess
@@ -11,6 +12,7 @@ import pytest
 
 from core.errors import IndexLocked, StoreError, WriteError
 from fathom.engine import Engine
+from synthesizer.config import AnswerConfig
 from indexer.generations import WriterLock, current_generation, generations
 from tests.faults.faultkit import chain_site, fill, remount, star_site, tmpfs
 from tests.test_crawl import serve, stored
@@ -83,6 +85,10 @@ def test_read_only_data_dir_serves_search_and_ask_but_refuses_writes(built_engin
             cfg = built_engine.config
             eng = Engine(data, cfg, embedder=built_engine.embedder)
             assert eng.search("compost heap turned").hits[0].url.endswith("compost.html")
+            tiny = AnswerConfig(fast_model="smollm2-135m", slow_model="smollm2-135m", fast_max_tokens=32)
+            asker = Engine(data, dataclasses.replace(cfg, answer=tiny), embedder=built_engine.embedder)
+            ans = asker.ask("How often should the compost heap be turned?", mode="fast")
+            assert ans.citations and ans.citations[0].url.endswith("compost.html")
             st = eng.status()
             assert st["crawl"]["pages"] == 4 and "error" not in st["index"]
             _one_clear_line(_fathom(data, "index"), "Read-only file system")
