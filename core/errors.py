@@ -5,6 +5,7 @@ It lives in the bottom layer (core), below crawler, so every layer can raise and
     FathomError
     ├── ConfigError        a setting is unknown, mistyped or out of range
     ├── CrawlError         a crawl could not run at all (bad seed, store locked)
+    │   └── InvalidURL     a URL cannot be parsed (bad port, broken IPv6 host; also a ValueError)
     ├── StoreError         the crawl store (DuckDB) is missing or unreadable
     ├── IndexProblem       base of index problems
     │   ├── IndexNotFound  no index has been built in this data directory
@@ -12,7 +13,8 @@ It lives in the bottom layer (core), below crawler, so every layer can raise and
     │   ├── IndexCorrupt   a file of the index is missing or damaged
     │   └── IndexLocked    another writer holds the index lock
     ├── ModelUnavailable   a model file or package is missing or fails its checksum
-    ├── QueryError         a question or query cannot be handled
+    ├── QueryError         a question, query or filter cannot be handled (also a ValueError)
+    ├── WriteError         the data directory cannot be written (disk full, read-only)
     └── JobsLocked         another `fathom run` is running on this data directory
 """
 from __future__ import annotations
@@ -28,6 +30,10 @@ class ConfigError(FathomError):
 
 class CrawlError(FathomError):
     """A crawl could not be started or failed as a whole."""
+
+
+class InvalidURL(CrawlError, ValueError):
+    """A URL cannot be parsed: a port that is not a number in 0-65535, a broken IPv6 host."""
 
 
 class StoreError(FathomError):
@@ -58,8 +64,14 @@ class ModelUnavailable(FathomError):
     """A model is not installed, not assembled, or fails its checksum."""
 
 
-class QueryError(FathomError):
-    """A query or question cannot be processed."""
+class QueryError(FathomError, ValueError):
+    """A query, question or filter cannot be processed (also a ValueError, which it replaces
+    at the edges where the filters and query parsing raised one)."""
+
+
+class WriteError(FathomError):
+    """Fathom could not write to its data directory (disk full, read-only, no permission);
+    what was stored before is unchanged."""
 
 
 class JobsLocked(FathomError):

@@ -71,6 +71,7 @@ class CrawlConfig:
     max_redirects: int = 5
     max_query_variants: int = 50
     near_duplicate_bits: int = 3
+    near_duplicate_jaccard: float = 0.7
     sitemaps: bool = True
     include: tuple[str, ...] = ()
     exclude: tuple[str, ...] = ()
@@ -86,5 +87,7 @@ class CrawlConfig:
             raise ValueError("delays and waits must not be negative")
         if self.max_query_variants < 1:
             raise ValueError("max_query_variants must be at least 1")
+        if not 0 <= self.near_duplicate_jaccard <= 1:
+            raise ValueError("near_duplicate_jaccard must be between 0 and 1 (0 leaves only SimHash)")
         if self.near_duplicate_bits > 64:
             raise ValueError("near_duplicate_bits must be at most 64 (negative turns near-duplicate detection off)")

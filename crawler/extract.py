@@ -26,6 +26,7 @@ _MAIN_XPATHS = ("//main", "//*[@role='main']", "//article", "//*[@id='docContent
 _BLOCK = {"p", "div", "section", "li", "dd", "dt", "blockquote", "table", "tr", "ul", "ol",
           "dl", "figure", "figcaption", "caption", "br", "hr", "td", "th"}
 _HEADING = {"h1": 1, "h2": 2, "h3": 3, "h4": 4, "h5": 5, "h6": 6}
+_HIDDEN_STYLE = re.compile(r"(^|;)\s*(display\s*:\s*none|visibility\s*:\s*hidden)\s*(!important\s*)?(;|$)", re.I)
 _XML_DECL = re.compile(r"^\s*<\?xml[^>]*\?>")
 _WS = re.compile(r"[ \t\r\f\v\u00a0]+")
 
@@ -67,6 +68,9 @@ def extract_html(html: str, base_url: str = "") -> Extracted:
     modified = page_date(root)
     for el in root.xpath("|".join(f"//{t}" for t in _DROP_TAGS)):
         _remove(el)
+    for el in root.xpath("//*[@hidden or @style]"):  # text a reader never sees is not page text
+        if el.get("hidden") is not None or _HIDDEN_STYLE.search(el.get("style") or ""):
+            _remove(el)
     for el in root.xpath("//*[@class or @id or @role]"):
         if el.tag not in _CONTAINERS:
             continue

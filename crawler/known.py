@@ -11,6 +11,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from crawler.minhash import MinHashIndex
+
 
 @dataclass
 class Known:
@@ -22,6 +24,7 @@ class Known:
     last_modified: str | None
     deleted: bool
     simhash: int | None
+    minhash: bytes | None = None  # crawler.minhash signature; None in rows stored before it existed
 
 
 class SimIndex:
@@ -67,10 +70,11 @@ class KnownPages:
     """url -> Known for every page in the store (tombstones included), with lookups by exact
     content hash and by SimHash among the live ones."""
 
-    def __init__(self, rows: dict[str, Known]):
+    def __init__(self, rows: dict[str, Known], near_jaccard: float = 0.7):
         self.pages = rows
         self._by_hash: dict[str, set[str]] = {}
         self._sims = SimIndex()
+        self._mins = MinHashIndex(near_jaccard) if 0 < near_jaccard <= 1 else None
         for url, k in rows.items():
             if not k.deleted:
                 self._index(url, k)
@@ -79,6 +83,8 @@ class KnownPages:
         self._by_hash.setdefault(k.content_hash, set()).add(url)
         if k.simhash is not None:
             self._sims.add(url, k.simhash)
+        if k.minhash and self._mins is not None:
+            self._mins.add(url, k.minhash)
 
     def _unindex(self, url: str, k: Known) -> None:
         owners = self._by_hash.get(k.content_hash)
@@ -87,6 +93,8 @@ class KnownPages:
             if not owners:
                 del self._by_hash[k.content_hash]
         self._sims.remove(url)
+        if self._mins is not None:
+            self._mins.remove(url)
 
     def get(self, url: str) -> Known | None:
         return self.pages.get(url)
@@ -103,8 +111,14 @@ class KnownPages:
         owners = self._by_hash.get(content_hash, ())
         return min((u for u in owners if u != url), default=None)
 
-    def near_owner(self, simhash: int, url: str, max_bits: int) -> str | None:
-        return self._sims.nearest(simhash, max_bits, url)
+    def near_owner(self, simhash: int, url: str, max_bits: int, minhash: bytes | None = None) -> str | None:
+        """A live page that `url`'s text nearly duplicates: by MinHash/LSH when a signature is
+        given (it catches short pages SimHash misses), else by SimHash within `max_bits`."""
+        if minhash and self._mins is not None:
+            owner = self._mins.nearest(minhash, url)
+            if owner is not None:
+                return owner
+        return self._sims.nearest(simhash, max_bits, url) if max_bits >= 0 else None
 
     def put(self, url: str, k: Known) -> str:
         """Record a stored page; returns 'new', 'changed' or 'unchanged' as the store counts it."""

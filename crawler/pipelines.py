@@ -46,8 +46,8 @@ class DuplicatesPipeline:
         owner = known.hash_owner(item["content_hash"], url)
         if owner is not None:
             return "duplicate", owner
-        if self.near_bits >= 0 and known.live(url) is None:
-            owner = known.near_owner(item["simhash"], url, self.near_bits)
+        if (self.near_bits >= 0 or item.get("minhash")) and known.live(url) is None:
+            owner = known.near_owner(item["simhash"], url, self.near_bits, item.get("minhash"))
             if owner is not None:
                 return "near_duplicate", owner
         return None, None
@@ -70,12 +70,13 @@ class StorePipeline:
         spider = self.crawler.spider
         exists = spider.known.get(item["url"]) is not None  # a row, live or a tombstone
         outcome = spider.known.put(item["url"], Known(item["content_hash"], item["body_hash"], item["etag"],
-                                                      item["last_modified"], False, item["simhash"]))
+                                                      item["last_modified"], False, item["simhash"],
+                                                      item.get("minhash") or None))
         spider.batch.page(outcome, exists, url=item["url"], title=item["title"], text=item["text"],
                           headings=item["headings"], lang=item["lang"], content_hash=item["content_hash"],
                           body_hash=item["body_hash"], etag=item["etag"], last_modified=item["last_modified"],
                           modified_at=item["modified_at"], status=item["status"], size_bytes=item["size_bytes"],
-                          simhash=item["simhash"])
+                          simhash=item["simhash"], minhash=item.get("minhash") or None)
         spider.record(item["fetched_url"], item["status"], item["size_bytes"], item["elapsed_ms"], outcome)
         spider.stored.add(item["url"])
         spider.counts[outcome] += 1

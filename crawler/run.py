@@ -15,7 +15,7 @@ import threading
 import time
 
 from crawler.config import CrawlConfig
-from core.errors import CrawlError
+from core.errors import CrawlError, FathomError, StoreError, WriteError
 from crawler.localfiles import local_path, path_to_seed
 from crawler.types import CrawlReport
 from crawler.urls import Scope, normalize_url
@@ -81,8 +81,13 @@ def crawl(seeds: list[str], config: CrawlConfig, store_path: str,
             raise CrawlError(f"seed {s!r}: {path} does not exist")
         if path is None and not s.startswith(("http://", "https://")):
             raise CrawlError(f"seed {s!r} is not an http(s) URL, a file:// URL or an existing local path")
+    for s in seeds:
+        normalize_url(s)  # InvalidURL, in one line, for a seed with a bad port or host
     if max_pages is not None:
         config = dataclasses.replace(config, max_pages=max_pages)
+    from crawler.store import CrawlStore
+    with CrawlStore(store_path):  # fails here, in one line, when the store is locked or unwritable
+        pass
     args = {"seeds": seeds, "store": os.path.abspath(store_path), "config": dataclasses.asdict(config)}
     proc = subprocess.Popen([sys.executable, "-m", "crawler.run"], stdin=subprocess.PIPE,
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
@@ -106,6 +111,18 @@ def crawl(seeds: list[str], config: CrawlConfig, store_path: str,
             proc.wait()
     drain.join()
     stderr = "".join(err)
+    for line in stderr.splitlines():  # the child's own one-line error (see _main)
+        if line.startswith(("core.errors.", _ERROR_PREFIX)):  # raised in the child, or in Scrapy's reactor
+            if line.startswith("core.errors."):
+                kind, _, message = line[len("core.errors."):].partition(": ")
+            else:
+                kind, _, message = line[len(_ERROR_PREFIX):].partition(" ")
+            raise {"StoreError": StoreError, "WriteError": WriteError}.get(kind, CrawlError)(message)
+    disk = [ln for ln in stderr.splitlines() if "No space left on device" in ln or "Read-only file system" in ln]
+    if disk:  # DuckDB / filesystem edge, raised inside Scrapy's reactor
+        why = "No space left on device" if "No space left" in disk[-1] else "Read-only file system"
+        raise WriteError(f"cannot write the crawl store {store_path}: {why}; pages stored before are kept; "
+                         "free space and run the crawl again to resume")
     if proc.returncode != 0 or not lines:
         tail = stderr.strip().splitlines()[-5:]
         raise CrawlError(f"crawl process failed (exit {proc.returncode}): {' | '.join(tail)}")
@@ -132,7 +149,8 @@ def _child() -> None:
     process = CrawlerProcess(settings=scrapy_settings(config))
     crawler = process.create_crawler(SiteSpider)
     process.crawl(crawler, seeds=seeds, store_path=args["store"], max_pages=config.max_pages, scope=scope,
-                  job=job_name(seeds))
+                  job=job_name(seeds),
+                  near_jaccard=config.near_duplicate_jaccard if config.near_duplicate_bits >= 0 else 0.0)
     from scrapy import signals
     from twisted.internet import task
 
@@ -163,5 +181,21 @@ def _child() -> None:
     print(json.dumps(dataclasses.asdict(report)), flush=True)
 
 
+_ERROR_PREFIX = "fathom-crawl-error: "
+
+
+def _main() -> None:
+    """The child's entry: a Fathom error or a failed write becomes one line for the parent."""
+    try:
+        _child()
+    except FathomError as exc:
+        sys.stderr.write(f"{_ERROR_PREFIX}{type(exc).__name__} {exc}\n")
+        sys.exit(1)
+    except OSError as exc:  # filesystem edge: disk full, read-only store
+        sys.stderr.write(f"{_ERROR_PREFIX}WriteError cannot write the crawl store: {exc.strerror or exc}; "
+                         "pages stored before are kept; free space and run the crawl again to resume\n")
+        sys.exit(1)
+
+
 if __name__ == "__main__":
-    _child()
+    _main()

@@ -20,6 +20,7 @@ from crawler.extract import extract_html
 from crawler.items import PageItem
 from crawler.lang import detect_language
 from crawler.localfiles import file_seed_pages
+from crawler.minhash import signature
 from crawler.simhash import simhash
 from crawler.sitemaps import sitemap_entries
 from crawler.store import CrawlStore, WriteBatch
@@ -53,7 +54,8 @@ class SiteSpider(scrapy.Spider):
     # 304 (conditional GET) and gone pages reach parse() instead of being filtered out
     custom_settings = {"HTTPERROR_ALLOWED_CODES": [304, 404, 410]}
 
-    def __init__(self, seeds: list[str], store_path: str, max_pages: int, scope: Scope, job: str = "", **kw):
+    def __init__(self, seeds: list[str], store_path: str, max_pages: int, scope: Scope, job: str = "",
+                 near_jaccard: float = 0.7, **kw):
         super().__init__(**kw)
         self.seeds = [normalize_url(s) for s in seeds]
         self.scope = scope
@@ -61,7 +63,8 @@ class SiteSpider(scrapy.Spider):
         self.job = job
         self.store = CrawlStore(store_path)
         self.run_id = self.store.start_run(self.seeds, job)
-        self.known = self.store.known_pages()
+        self.near_jaccard = near_jaccard  # MinHash/LSH threshold of near-duplicates; 0: SimHash only
+        self.known = self.store.known_pages(near_jaccard)
         self.batch = WriteBatch(self.run_id, job)
         self._flush_call = None
         self.counts: Counter[str] = Counter()
@@ -229,6 +232,7 @@ class SiteSpider(scrapy.Spider):
         yield PageItem(url=canonical, fetched_url=url, title=ext.title, text=ext.text,
                        headings=list(ext.headings), lang=ext.lang or detect_language(ext.text),
                        content_hash=hashlib.sha256(ext.text.encode()).hexdigest(), simhash=simhash(ext.text),
+                       minhash=signature(ext.text) if self.near_jaccard > 0 else b"",
                        body_hash=body_hash, etag=etag, last_modified=last_modified, modified_at=modified_at,
                        status=response.status, size_bytes=len(body), elapsed_ms=elapsed_ms)
 

@@ -41,6 +41,8 @@ CREATE TABLE IF NOT EXISTS frontier (
     job VARCHAR, url VARCHAR, depth INTEGER, done BOOLEAN DEFAULT FALSE, PRIMARY KEY (job, url)
 );
 ALTER TABLE pages ADD COLUMN IF NOT EXISTS simhash BIGINT;
+-- crawler.minhash signature (128 x uint32) for near-duplicate detection
+ALTER TABLE pages ADD COLUMN IF NOT EXISTS minhash BLOB;
 ALTER TABLE crawl_runs ADD COLUMN IF NOT EXISTS job VARCHAR;
 -- sha256 of the raw body: the same body fetched again is unchanged without extraction
 ALTER TABLE pages ADD COLUMN IF NOT EXISTS body_hash VARCHAR;
@@ -52,6 +54,10 @@ CREATE TABLE IF NOT EXISTS page_versions (
     PRIMARY KEY (url, version)
 );
 """
+
+
+def _first_line(exc: BaseException) -> str:
+    return (str(exc).strip().splitlines() or [type(exc).__name__])[0]
 
 
 def _now() -> dt.datetime:
@@ -74,15 +80,15 @@ class CrawlStore:
                 self.db.execute(SCHEMA)
             elif not self._current():
                 self._upgrade()
-        except duckdb.IOException as exc:
-            raise StoreError(f"cannot open crawl store {path}: {exc}") from None
+        except (duckdb.Error, OSError) as exc:  # DuckDB edge: locked, damaged, unreadable, read-only
+            raise StoreError(f"cannot open crawl store {path}: {_first_line(exc)}") from None
 
     def _current(self) -> bool:
         """Whether the file has every table and column this version reads."""
         cols = {r[0] for r in self.db.execute(
             "SELECT column_name FROM information_schema.columns WHERE table_name = 'pages'").fetchall()}
         tables = {r[0] for r in self.db.execute("SELECT table_name FROM information_schema.tables").fetchall()}
-        return {"modified_at", "body_hash", "simhash"} <= cols and "page_versions" in tables
+        return {"modified_at", "body_hash", "simhash", "minhash"} <= cols and "page_versions" in tables
 
     def _upgrade(self) -> None:
         """A store written by an older Fathom: add the new columns (once, read-write), reopen."""
@@ -145,11 +151,12 @@ class CrawlStore:
         self.db.execute("DELETE FROM frontier WHERE job = ?", [job])
 
     # --- pages ------------------------------------------------------------
-    def known_pages(self) -> KnownPages:
+    def known_pages(self, near_jaccard: float = 0.7) -> KnownPages:
         """Every page row (tombstones included) as the in-memory view a crawl works from."""
-        rows = self.db.execute("SELECT url, content_hash, body_hash, etag, last_modified, deleted, simhash "
-                               "FROM pages").fetchall()
-        return KnownPages({r[0]: Known(r[1] or "", r[2], r[3], r[4], bool(r[5]), r[6]) for r in rows})
+        rows = self.db.execute("SELECT url, content_hash, body_hash, etag, last_modified, deleted, simhash, "
+                               "minhash FROM pages").fetchall()
+        return KnownPages({r[0]: Known(r[1] or "", r[2], r[3], r[4], bool(r[5]), r[6], r[7]) for r in rows},
+                          near_jaccard)
 
     def alias_urls(self) -> list[str]:
         """URLs recorded as aliases of a stored page, in URL order."""
@@ -221,8 +228,8 @@ class CrawlStore:
         return row[0] if row else None
 
 _PAGE_COLUMNS = ("url", "title", "text", "headings", "lang", "content_hash", "body_hash", "etag",
-                 "last_modified", "modified_at", "status", "size_bytes", "simhash", "fetched")
-_PAGE_TYPES = ("VARCHAR",) * 10 + ("INTEGER", "BIGINT", "BIGINT", "TIMESTAMP")
+                 "last_modified", "modified_at", "status", "size_bytes", "simhash", "minhash", "fetched")
+_PAGE_TYPES = ("VARCHAR",) * 10 + ("INTEGER", "BIGINT", "BIGINT", "BLOB", "TIMESTAMP")
 
 
 def _unnest(columns: tuple[str, ...], types: tuple[str, ...]) -> str:
@@ -256,7 +263,8 @@ class WriteBatch:
 
     def page(self, kind: str, exists: bool, *, url: str, title: str, text: str, headings: list[str], lang: str,
              content_hash: str, body_hash: str | None, etag: str | None, last_modified: str | None,
-             modified_at: str, status: int, size_bytes: int, simhash: int | None) -> None:
+             modified_at: str, status: int, size_bytes: int, simhash: int | None,
+             minhash: bytes | None = None) -> None:
         """Store a page: `kind` is 'new', 'changed' or 'unchanged' (as KnownPages.put said), and
         `exists` whether the store has a row for it (live or a tombstone) before this batch."""
         prev = self.pages.get(url)
@@ -264,7 +272,7 @@ class WriteBatch:
             kind = prev[-2] if prev[-2] == "new" else kind
             exists = prev[-1]
         self.pages[url] = (url, title, text, json.dumps(headings), lang, content_hash, body_hash, etag,
-                           last_modified, modified_at, status, size_bytes, simhash, _now(), kind, exists)
+                           last_modified, modified_at, status, size_bytes, simhash, minhash, _now(), kind, exists)
         self.aliases.pop(url, None)
 
     def touch(self, url: str, etag: str | None = None, last_modified: str | None = None) -> None:
@@ -329,7 +337,7 @@ class WriteBatch:
         fresh = [r[:-2] for r in rows if not r[-1]]
         if fresh:
             db.execute("INSERT INTO pages (url, title, text, headings, lang, content_hash, body_hash, etag, "
-                       "last_modified, modified_at, status, size_bytes, simhash, deleted, first_seen, "
+                       "last_modified, modified_at, status, size_bytes, simhash, minhash, deleted, first_seen, "
                        f"last_fetched, last_changed, version) SELECT v.* EXCLUDE (fetched), FALSE, v.fetched, "
                        f"v.fetched, v.fetched, 1 FROM {v}", [list(c) for c in zip(*fresh)])
         for kind, bump in (("unchanged", 0), ("changed", 1)):  # 'new' with a row: a tombstone back
@@ -340,7 +348,7 @@ class WriteBatch:
             db.execute("UPDATE pages SET title = v.title, text = v.text, headings = v.headings, lang = v.lang, "
                        "content_hash = v.content_hash, body_hash = v.body_hash, etag = v.etag, "
                        "last_modified = v.last_modified, modified_at = v.modified_at, status = v.status, "
-                       "size_bytes = v.size_bytes, simhash = v.simhash, deleted = FALSE, "
+                       "size_bytes = v.size_bytes, simhash = v.simhash, minhash = v.minhash, deleted = FALSE, "
                        f"last_fetched = v.fetched, last_changed = {last_changed}, version = pages.version + {bump} "
                        f"FROM {v} WHERE pages.url = v.url", [list(c) for c in zip(*old)])
         versioned = [r[0] for r in rows if r[-2] != "unchanged"]

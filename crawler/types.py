@@ -26,7 +26,7 @@ class CrawlReport:
     fetch failed  http_<status>, timeout, connection_failed, connection_lost, too_large, redirect_loop
     not a page    not_html, binary, empty, redirect_out_of_scope
     alias         canonical (its canonical URL was already fetched by this crawl), duplicate
-                  (same text as a stored page), near_duplicate (SimHash within near_duplicate_bits)
+                  (same text as a stored page), near_duplicate (MinHash Jaccard >= near_duplicate_jaccard, or SimHash within near_duplicate_bits)
     """
 
     run_id: int

@@ -7,6 +7,8 @@ import re
 from dataclasses import dataclass
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
+from core.errors import InvalidURL
+
 _TRACKING = re.compile(r"^(utm_\w+|fbclid|gclid|mc_cid|mc_eid|ref_src)$", re.I)
 _DEFAULT_PORTS = {"http": 80, "https": 443}
 
@@ -15,10 +17,13 @@ _DEFAULT_PORTS = {"http": 80, "https": 443}
 def normalize_url(url: str) -> str:
     """Canonical form: lower-case scheme and host, no default port, no fragment,
     sorted query without tracking parameters, resolved dot segments."""
-    parts = urlsplit(url.strip())
+    try:  # urllib edge: a broken IPv6 host or a bad port is a ValueError
+        parts = urlsplit(url.strip())
+        port = parts.port
+    except ValueError as exc:
+        raise InvalidURL(f"cannot parse URL {url!r}: {exc}") from None
     scheme = parts.scheme.lower()
     host = (parts.hostname or "").lower()
-    port = parts.port
     netloc = host if port is None or _DEFAULT_PORTS.get(scheme) == port else f"{host}:{port}"
     path = parts.path or "/"
     if "." in path:

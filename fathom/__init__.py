@@ -5,7 +5,8 @@ Every public type and the whole exception tree come from here::
     from fathom import Engine, Filters, SearchResult, Hit, Answer, Citation, Status, FathomError
 """
 from core.errors import (ConfigError, CrawlError, FathomError, IndexCorrupt, IndexLocked, IndexMismatch,
-                            IndexNotFound, IndexProblem, JobsLocked, ModelUnavailable, QueryError, StoreError)
+                         IndexNotFound, IndexProblem, InvalidURL, JobsLocked, ModelUnavailable, QueryError,
+                         StoreError, WriteError)
 from crawler.config import CrawlConfig
 from crawler.types import CrawlReport, Page
 from fathom.config import Config, load_config
@@ -24,6 +25,6 @@ __version__ = "0.1.0"
 __all__ = ["Answer", "AnswerConfig", "AnswerEval", "Citation", "Config", "ConfigError", "CrawlConfig",
            "CrawlError", "CrawlReport", "CrawlStatus", "Engine", "EvalResult", "FathomError", "Filters", "Hit",
            "IndexConfig", "IndexCorrupt", "IndexLocked", "IndexMismatch", "IndexNotFound", "IndexProblem",
-           "IndexReport", "IndexStatus", "JobResult", "JobsLocked", "JobsReport", "ModelUnavailable", "Page",
+           "IndexReport", "IndexStatus", "InvalidURL", "JobResult", "JobsLocked", "JobsReport", "ModelUnavailable", "Page",
            "QueryError", "RetrieveConfig", "SearchResult", "SentenceSupport", "Source", "Status", "StoreError",
-           "load_config", "load_jobs", "run_jobs"]
+           "WriteError",            "load_config", "load_jobs", "run_jobs"]

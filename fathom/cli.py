@@ -94,7 +94,8 @@ def crawl(ctx, urls, max_pages, as_json, quiet, data_, config_):
 
 
 @main.command()
-@click.option("--rebuild", is_flag=True, help="Build from scratch (the default build is already complete).")
+@click.option("--rebuild", is_flag=True,
+              help="Build from scratch: re-embed every page, trust nothing on disk, drop damaged generations.")
 @click.option("--json", "as_json", is_flag=True)
 @click.option("--quiet", "-q", is_flag=True, help="No progress bar on stderr.")
 @_data_option
@@ -105,7 +106,7 @@ def index(ctx, rebuild, as_json, quiet, data_, config_):
 
     _apply(ctx, data_, config_)
     with Bars(quiet) as bars:
-        report = _engine(ctx).index(progress=bars.index if bars.enabled else None)
+        report = _engine(ctx).index(rebuild=rebuild, progress=bars.index if bars.enabled else None)
     _emit(dataclasses.asdict(report), as_json, lambda r: click.echo(
         f"indexed {r['pages']} pages as {r['chunks']} chunks (+{r['added']} -{r['removed']}, "
         f"{r['embedded']} embedded) in {r['elapsed_s']:.1f}s; generation {r['generation']}"))
@@ -217,13 +218,15 @@ def ask(ctx, question, mode, as_json, data_, config_):
 
 
 @main.command()
+@click.option("--verify", is_flag=True, help="Check every index file's sha256 (slow on a large index).")
 @click.option("--json", "as_json", is_flag=True)
 @_data_option
 @click.pass_context
-def status(ctx, as_json, data_, config_):
-    """What is crawled and indexed, and the index's persisted settings."""
+def status(ctx, verify, as_json, data_, config_):
+    """What is crawled and indexed, and the index's persisted settings. With --verify, exit
+    code 1 when the index is damaged."""
     _apply(ctx, data_, config_)
-    st = _engine(ctx).status().to_dict()
+    st = _engine(ctx).status(verify=verify).to_dict()
 
     def human(s):
         click.echo(f"data: {s['data_dir']}")
@@ -232,7 +235,9 @@ def status(ctx, as_json, data_, config_):
                    else "crawl: nothing crawled")
         i = s["index"]
         if i and "error" in i:
-            click.echo(f"index: unusable: {i['error']}")
+            click.echo(f"index: damaged: {i['error']}")
+            click.echo(f"  searches use the previous generation {i['serving']}" if i.get("serving")
+                       else "  no usable generation: run `fathom index --rebuild`")
         elif i:
             click.echo(f"index: generation {i['generation']}, {i['pages']} pages, {i['chunks']} chunks, "
                        f"built {i['built_at']}")
@@ -241,6 +246,8 @@ def status(ctx, as_json, data_, config_):
         else:
             click.echo("index: none")
     _emit(st, as_json, human)
+    if verify and st["index"] and "error" in st["index"]:
+        sys.exit(1)
 
 
 @main.command(name="eval")

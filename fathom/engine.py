@@ -16,7 +16,7 @@ from indexer.build import IndexReport, build_index
 from indexer.embedding import Embedder, load_embedder
 from indexer.generations import current_generation
 from indexer.hybrid_index import HybridIndex
-from indexer.manifest import read_manifest
+from indexer.manifest import read_manifest, verify_files
 from retriever.evaluation import EvalResult, evaluate, load_judged
 from retriever.hybrid import ENGINES, Filters, HybridRetriever, SearchResult
 from synthesizer.engine import LLMFactory, Synthesizer
@@ -46,7 +46,9 @@ class IndexStatus:
     settings: dict = field(default_factory=dict)
     manifest: dict = field(default_factory=dict)
     size_bytes: int = 0  # on disk, the current generation's files
+    verified: str = ""  # how the files were checked: "size+mtime" or "sha256"
     error: str = ""
+    serving: int | None = None  # with an error: the older generation searches fall back to, if any
 
 
 @dataclass(frozen=True)
@@ -61,8 +63,8 @@ class Status:
         """The JSON shape of `fathom status --json` (an unusable index is just {"error": ...})."""
         index = None
         if self.index is not None:
-            index = ({"error": self.index.error} if self.index.error
-                     else {k: v for k, v in dataclasses.asdict(self.index).items() if k != "error"})
+            index = ({"error": self.index.error, "serving": self.index.serving} if self.index.error
+                     else {k: v for k, v in dataclasses.asdict(self.index).items() if k not in ("error", "serving")})
         return {"data_dir": self.data_dir, "crawl": dataclasses.asdict(self.crawl) if self.crawl else None,
                 "index": index}
 
@@ -136,13 +138,15 @@ class Engine:
         os.makedirs(self.data_dir, exist_ok=True)
         return run_crawl(seeds, crawl_config or self.config.crawl, self.store_path, max_pages, progress=progress)
 
-    def index(self, progress=None) -> IndexReport:
-        """Build a new index generation from the store and switch readers to it."""
+    def index(self, progress=None, rebuild: bool = False) -> IndexReport:
+        """Build a new index generation from the store and switch readers to it. `rebuild`
+        re-embeds everything and drops damaged older generations (see build_index)."""
         if not os.path.exists(self.store_path):
             from core.errors import StoreError
             raise StoreError(f"nothing crawled yet in {self.data_dir}; run `fathom crawl URL` first")
         kw = {"progress": progress} if progress is not None else {}
-        report = build_index(self.store_path, self.index_root, self.config.index, self.embedder, **kw)
+        report = build_index(self.store_path, self.index_root, self.config.index, self.embedder,
+                             rebuild=rebuild, **kw)
         with self._load_lock:
             self._index = None
             self._synth = None
@@ -164,7 +168,15 @@ class Engine:
 
     def search(self, query: str, k: int | None = None, filters: Filters = Filters(),
                rerank: bool | None = None) -> SearchResult:
-        return self.retriever().search(query, k=k, filters=filters, rerank=rerank)
+        result = self.retriever().search(query, k=k, filters=filters, rerank=rerank)
+        return self._with_index_note(result)
+
+    def _with_index_note(self, result):
+        """Add the note of a fallback index (the current generation is damaged) to a result."""
+        note = self._index.note if self._index is not None else ""
+        if note and note not in result.notes:
+            result = dataclasses.replace(result, notes=tuple(result.notes) + (note,))
+        return result
 
     def evaluate(self, path: str, engines: tuple[str, ...] = ENGINES, limit: int | None = None,
                  k: int = 10) -> list[EvalResult]:
@@ -194,13 +206,14 @@ class Engine:
 
     def ask(self, question: str, mode: str | None = None) -> Answer:
         with self._answer_lock:
-            return self.synthesizer().answer(question, mode)
+            return self._with_index_note(self.synthesizer().answer(question, mode))
 
     def ask_stream(self, question: str, mode: str | None = None) -> Iterator[str | Answer]:
         """Text deltas as generated, then the final Answer. The generator holds the answer lock
         from its first step until it ends or is closed, so close an abandoned one."""
         with self._answer_lock:
-            yield from self.synthesizer().stream(question, mode)
+            for part in self.synthesizer().stream(question, mode):
+                yield part if isinstance(part, str) else self._with_index_note(part)
 
     def as_query_engine(self, mode: str = "auto"):
         """Fathom's LlamaIndex query engine: `.query(q)` returns a Response whose metadata["answer"]
@@ -223,8 +236,10 @@ class Engine:
         with CrawlStore(self.store_path, read_only=True) as store:
             return store.outcomes(limit, host)
 
-    def status(self) -> Status:
-        """What is crawled and indexed, with the index's persisted settings."""
+    def status(self, verify: bool = False) -> Status:
+        """What is crawled and indexed, with the index's persisted settings. The current
+        generation's files are checked by size and mtime, or with `verify` by their sha256;
+        damage shows as index.error (with the generation a search would fall back to)."""
         crawl = index = None
         if os.path.exists(self.store_path):
             with CrawlStore(self.store_path, read_only=True) as store:
@@ -234,11 +249,20 @@ class Engine:
             manifest = read_manifest(gen)
             index = IndexStatus(generation=manifest.generation, pages=manifest.pages, chunks=manifest.chunks,
                                 built_at=manifest.built_at, build_s=manifest.build_s, settings=manifest.settings(),
-                                manifest=dataclasses.asdict(manifest) | {"files": len(manifest.files)},
+                                manifest=dataclasses.asdict(manifest) | {"files": len(manifest.files),
+                                                                         "sizes": len(manifest.sizes)},
                                 size_bytes=_dir_size(gen))
+            verify_files(gen, manifest, full=verify)
+            index = dataclasses.replace(index, verified="sha256" if verify else "size+mtime")
         except IndexNotFound:
             pass
         except IndexProblem as exc:  # show what is wrong instead of failing the whole status
-            index = IndexStatus(error=str(exc))
+            try:
+                fallback = HybridIndex.open(self.index_root, self.config.index.embedder, verify="full" if verify else True,
+                                            threads=self.config.index.threads)
+                serving = fallback.manifest.generation if fallback.note else None
+            except IndexProblem:
+                serving = None
+            index = IndexStatus(error=str(exc), serving=serving)
         return Status(self.data_dir, crawl, index)
 

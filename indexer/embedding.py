@@ -13,7 +13,7 @@ from typing import Protocol
 
 import numpy as np
 
-from core.errors import ModelUnavailable
+from core.errors import ConfigError, ModelUnavailable
 from core.files import package_dir, sha256_file
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
@@ -148,8 +148,14 @@ _LOADED: dict[str, Embedder] = {}
 def load_embedder(name: str, threads: int = 2) -> Embedder:
     """Load (once per process) the embedder called `name`."""
     if name not in EMBEDDERS:
-        from core.errors import ConfigError
         raise ConfigError(f"unknown embedder {name!r}; choose one of {', '.join(EMBEDDERS)}")
     if name not in _LOADED:
-        _LOADED[name] = EMBEDDERS[name](threads=threads)
+        try:
+            _LOADED[name] = EMBEDDERS[name](threads=threads)
+        except (ModelUnavailable, ConfigError):
+            raise
+        except Exception as exc:  # onnxruntime / torch / tokenizers edge: their own exception types
+            raise ModelUnavailable(f"cannot load embedder {name}: {type(exc).__name__}: "
+                                   f"{str(exc).splitlines()[0] if str(exc) else ''}; "
+                                   "reinstall with `bash scripts/setup.sh`") from None
     return _LOADED[name]

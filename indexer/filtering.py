@@ -10,6 +10,8 @@ from __future__ import annotations
 import datetime as dt
 import functools
 
+from core.errors import QueryError
+
 DATE_FIELDS = ("changed_at", "fetched_at", "modified_at")
 
 
@@ -23,8 +25,10 @@ def parse_date(value: str) -> dt.datetime | None:
         value = value[:-1] + "+00:00"
     try:
         parsed = dt.datetime.fromisoformat(value)
-    except ValueError:
-        raise ValueError(f"not an ISO date or date-time: {value!r} (use e.g. 2024-05-01)") from None
+        if parsed.tzinfo is not None:
+            parsed.astimezone(dt.timezone.utc)  # 0001-01-01T00:00+01:00 has no UTC time
+    except (ValueError, OverflowError):
+        raise QueryError(f"not an ISO date or date-time: {value!r} (use e.g. 2024-05-01)") from None
     if parsed.tzinfo is None:
         parsed = parsed.replace(tzinfo=dt.timezone.utc)
     return parsed.astimezone(dt.timezone.utc).replace(microsecond=0)
@@ -35,9 +39,12 @@ def date_bounds(since: str, until: str) -> tuple[dt.datetime | None, dt.datetime
     lower = parse_date(since)
     upper = parse_date(until)
     if upper is not None:
-        upper = upper + (dt.timedelta(days=1) if len(until.strip()) == 10 else dt.timedelta(seconds=1))
+        try:
+            upper = upper + (dt.timedelta(days=1) if len(until.strip()) == 10 else dt.timedelta(seconds=1))
+        except OverflowError:
+            upper = None  # 9999-12-31: "until the end of time" bounds nothing
     if lower is not None and upper is not None and lower >= upper:
-        raise ValueError(f"empty date range: since {since!r} is not before until {until!r}")
+        raise QueryError(f"empty date range: since {since!r} is not before until {until!r}")
     return lower, upper
 
 

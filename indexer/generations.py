@@ -7,7 +7,7 @@ import os
 import re
 import shutil
 
-from core.errors import IndexLocked, IndexNotFound
+from core.errors import FathomError, IndexLocked, IndexNotFound
 
 _GEN = re.compile(r"^gen-(\d{6})$")
 
@@ -25,6 +25,15 @@ def current_generation(root: str) -> str:
         raise IndexCorrupt(f"{pointer} points to {name!r}, which is not a generation; "
                            "rebuild with `fathom index --rebuild`")
     return path
+
+
+def generations(root: str) -> list[str]:
+    """Paths of the complete generations under `root`, oldest first."""
+    try:
+        names = os.listdir(root)
+    except FileNotFoundError:
+        return []
+    return [os.path.join(root, n) for n in sorted(names) if _GEN.match(n) and os.path.isdir(os.path.join(root, n))]
 
 
 def next_generation_number(root: str) -> int:
@@ -47,17 +56,20 @@ def switch_current(root: str, gen_dir: str) -> None:
         os.close(fd)
 
 
-def prune(root: str, keep: int) -> None:
-    """Remove unfinished (.tmp) generations and all but the newest `keep` complete ones."""
+def prune(root: str, keep: int, unfinished_only: bool = False) -> None:
+    """Remove unfinished (.tmp) generations and (unless `unfinished_only`) all but the newest
+    `keep` complete ones. Call it only while holding the WriterLock."""
     current = None
     try:
         current = os.path.basename(current_generation(root))
-    except Exception:
+    except FathomError:
         pass
     gens = sorted(n for n in os.listdir(root) if _GEN.match(n))
     for name in os.listdir(root):
         if name.startswith("gen-") and name.endswith(".tmp"):
             shutil.rmtree(os.path.join(root, name), ignore_errors=True)
+    if unfinished_only:
+        return
     for name in gens[:-keep] if keep else gens:
         if name != current:
             shutil.rmtree(os.path.join(root, name), ignore_errors=True)

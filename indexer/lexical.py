@@ -7,12 +7,18 @@ primary subtag, and changed_at / fetched_at / modified_at indexed fast date fiel
 ranges; filters run inside the tantivy query, before the top hits are taken."""
 from __future__ import annotations
 
+import datetime as dt
+import errno
+import os
 import re
+import shutil
+import tempfile
+import weakref
 from urllib.parse import urlsplit
 
 import tantivy
 
-from core.errors import IndexCorrupt
+from core.errors import IndexCorrupt, QueryError
 from indexer.chunking import Chunk
 from indexer.filtering import DATE_FIELDS, date_bounds, lang_key, parse_date
 
@@ -20,6 +26,8 @@ SCHEMA_VERSION = 2  # 2: date and lang fields, url no longer stored
 TEXT_FIELDS = ("title", "heading", "body")
 FIELD_BOOSTS = {"title": 2.0, "heading": 1.5, "body": 1.0}
 MAX_QUERY_TERMS = 64
+_DATE_MIN = dt.datetime(1677, 9, 22, tzinfo=dt.timezone.utc)
+_DATE_MAX = dt.datetime(2262, 4, 11, tzinfo=dt.timezone.utc)
 _TERM = re.compile(r"\w+", re.UNICODE)
 
 
@@ -48,11 +56,15 @@ def write_lexical(directory: str, chunks: list[Chunk], heap_bytes: int = 64_000_
                 when = parse_date(getattr(c, name))
             except ValueError:
                 when = None  # an unparsable date is left out, like a missing one
-            if when is not None:
+            if when is not None and _DATE_MIN <= when <= _DATE_MAX:  # tantivy's range (nanoseconds in i64)
                 doc.add_date(name, when)
         writer.add_document(doc)
-    writer.commit()
-    writer.wait_merging_threads()
+    try:
+        writer.commit()
+        writer.wait_merging_threads()
+    except ValueError as exc:  # tantivy edge: it reports a failed write (disk full) as ValueError
+        code = errno.ENOSPC if "os error 28" in str(exc) else errno.EIO
+        raise OSError(code, f"tantivy could not write {directory}: {exc}") from None
 
 
 def query_terms(text: str) -> list[str]:
@@ -64,10 +76,28 @@ class LexicalIndex:
     """Read side of the tantivy index."""
 
     def __init__(self, directory: str):
+        self.copy_dir = ""
         try:
-            self.index = tantivy.Index.open(directory)
-        except ValueError as exc:
-            raise IndexCorrupt(f"cannot open tantivy index in {directory}: {exc}") from None
+            self._open(directory)
+        except (ValueError, OSError, RuntimeError) as exc:  # tantivy edge: a damaged index is ValueError
+            if "ReadOnlyFilesystem" not in str(exc) and "PermissionDenied" not in str(exc):
+                raise IndexCorrupt(f"cannot open tantivy index in {directory}: {exc}; "
+                                   "run `fathom index --rebuild`") from None
+            # tantivy takes a lock file even to read: on a read-only data directory, read a
+            # private temporary copy (removed when this object goes)
+            self.copy_dir = tempfile.mkdtemp(prefix="fathom-ro-tantivy-")
+            weakref.finalize(self, shutil.rmtree, self.copy_dir, True)
+            for name in os.listdir(directory):
+                if not name.endswith(".lock"):
+                    shutil.copy2(os.path.join(directory, name), self.copy_dir)
+            try:
+                self._open(self.copy_dir)
+            except (ValueError, OSError, RuntimeError) as exc2:
+                raise IndexCorrupt(f"cannot open tantivy index in {directory}: {exc2}; "
+                                   "run `fathom index --rebuild`") from None
+
+    def _open(self, directory: str) -> None:
+        self.index = tantivy.Index.open(directory)
         self.searcher = self.index.searcher()
 
     def search(self, text: str, limit: int, url_prefix: str = "", hosts: tuple[str, ...] = (),
@@ -77,8 +107,12 @@ class LexicalIndex:
         `hosts`, the date range `since`..`until` on `date_field` and `langs` filter inside
         tantivy, before the top `limit` are taken (semantics in indexer.filtering)."""
         if date_field not in DATE_FIELDS:
-            raise ValueError(f"date_field must be one of {DATE_FIELDS}, got {date_field!r}")
+            raise QueryError(f"date_field must be one of {DATE_FIELDS}, got {date_field!r}")
         lower, upper = date_bounds(since, until)
+        if (lower is not None and lower > _DATE_MAX) or (upper is not None and upper < _DATE_MIN):
+            return []  # no indexed date lies there
+        lower = max(lower, _DATE_MIN) if lower is not None else None  # clamped into tantivy's range
+        upper = min(upper, _DATE_MAX) if upper is not None else None
         terms = query_terms(text)
         if not terms or limit <= 0:
             return []
@@ -99,12 +133,12 @@ class LexicalIndex:
             query = tantivy.Query.boolean_query(
                 [(tantivy.Occur.Must, query)]
                 + [(tantivy.Occur.Must, tantivy.Query.const_score_query(f, 0.0)) for f in filters])
-        result = self.searcher.search(query, limit)
-        out = []
-        for score, addr in result.hits:
-            doc = self.searcher.doc(addr)
-            out.append((int(doc["chunk_id"][0]), float(score)))
-        return out
+        try:  # tantivy edge: it reports unreadable segments as ValueError at search time
+            result = self.searcher.search(query, limit)
+            return [(int(self.searcher.doc(addr)["chunk_id"][0]), float(score)) for score, addr in result.hits]
+        except ValueError as exc:
+            raise IndexCorrupt(f"tantivy search failed, the index is damaged ({exc}); "
+                               "run `fathom index --rebuild`") from None
 
     @property
     def num_docs(self) -> int:

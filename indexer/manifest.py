@@ -39,6 +39,7 @@ class IndexManifest:
     built_at: str
     build_s: float
     files: dict[str, str] = field(default_factory=dict)  # relative path -> sha256
+    sizes: dict[str, int] = field(default_factory=dict)  # relative path -> bytes (absent before 0.1.1)
 
     def settings(self) -> dict:
         """The build and compression settings (what `fathom status` shows)."""
@@ -46,6 +47,10 @@ class IndexManifest:
             "embedder", "embedder_dim", "chunk_unit", "chunk_words", "overlap_words", "min_words",
             "chunk_tokens", "overlap_tokens", "min_tokens", "chunk_hard_limit", "hnsw_m",
             "ef_construction", "ef_search", "compression_level", "tantivy_schema_version")}
+
+
+_OPTIONAL = {"sizes"}
+_REQUIRED = {f.name for f in dataclasses.fields(IndexManifest)} - _OPTIONAL
 
 
 def write_manifest(directory: str, manifest: IndexManifest) -> None:
@@ -71,8 +76,8 @@ def read_manifest(directory: str) -> IndexManifest:
             from core.errors import IndexMismatch
             raise IndexMismatch(f"index format {data.get('format_version')} in {path}, this Fathom reads "
                                 f"{FORMAT_VERSION}; rebuild with `fathom index --rebuild`")
-        names = {f.name for f in dataclasses.fields(IndexManifest)}
-        missing = names - set(data)
+        names = {f.name for f in dataclasses.fields(IndexManifest)} & (set(data) | _REQUIRED)
+        missing = _REQUIRED - set(data)
         if missing:
             raise ValueError(f"missing keys {sorted(missing)}")
         manifest = IndexManifest(**{k: data[k] for k in names})
@@ -81,12 +86,37 @@ def read_manifest(directory: str) -> IndexManifest:
     return manifest
 
 
-def verify_files(directory: str, manifest: IndexManifest) -> None:
-    """Check every recorded file exists with its checksum; raise IndexCorrupt naming the file."""
-    for rel, digest in manifest.files.items():
+def verify_files(directory: str, manifest: IndexManifest, full: bool = True) -> None:
+    """Check every recorded file; raise IndexCorrupt naming the first missing or damaged one.
+
+    `full` hashes every file (seconds on a large index: what the build and `fathom status
+    --verify` do). Otherwise a file is checked by its size, and hashed only when it was modified
+    at or after manifest.json was written (files are all written before the manifest), so a
+    truncated, zeroed or rewritten file is still caught while an untouched index opens at once."""
+    manifest_path = os.path.join(directory, "manifest.json")
+    try:
+        written_ns = os.stat(manifest_path).st_mtime_ns
+    except OSError:
+        written_ns = 0
+    for rel, digest in sorted(manifest.files.items()):
         path = os.path.join(directory, rel)
-        if not os.path.exists(path):
-            raise IndexCorrupt(f"index file missing: {path}; rebuild with `fathom index --rebuild`")
-        if sha256_file(path) != digest:
-            raise IndexCorrupt(f"index file damaged (checksum mismatch): {path}; "
-                               "rebuild with `fathom index --rebuild`")
+        try:
+            st = os.stat(path)
+        except FileNotFoundError:
+            raise IndexCorrupt(f"index file missing: {path}; {REBUILD_HINT}") from None
+        except OSError as exc:
+            raise IndexCorrupt(f"index file unreadable: {path} ({exc.strerror}); {REBUILD_HINT}") from None
+        size = manifest.sizes.get(rel)
+        if size is not None and st.st_size != size:
+            raise IndexCorrupt(f"index file damaged (size {st.st_size} bytes, built as {size}): {path}; "
+                               f"{REBUILD_HINT}")
+        if full or size is None or st.st_mtime_ns >= written_ns:
+            try:
+                actual = sha256_file(path)
+            except OSError as exc:
+                raise IndexCorrupt(f"index file unreadable: {path} ({exc.strerror}); {REBUILD_HINT}") from None
+            if actual != digest:
+                raise IndexCorrupt(f"index file damaged (checksum mismatch): {path}; {REBUILD_HINT}")
+
+
+REBUILD_HINT = "rebuild with `fathom index --rebuild`"

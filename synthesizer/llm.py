@@ -33,11 +33,11 @@ def load_llama(name: str, n_ctx: int, n_threads: int):
     with _LOCK:
         if key not in _CACHE:
             logging.getLogger("llama-cpp-python").setLevel(logging.ERROR)
-            load_ggml_backends(model_path("smollm2-135m") if _smol_ok() else path)
-            try:
+            try:  # llama.cpp edge: a backend that will not load is OSError, a bad GGUF ValueError
+                load_ggml_backends(model_path("smollm2-135m") if _smol_ok() else path)
                 _CACHE[key] = llama_cpp.Llama(model_path=path, n_ctx=n_ctx, n_threads=n_threads,
                                               verbose=False)
-            except ValueError as exc:
+            except (OSError, ValueError, RuntimeError) as exc:
                 raise ModelUnavailable(f"llama.cpp could not load {path}: {exc}") from None
         return _CACHE[key]
 

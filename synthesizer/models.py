@@ -9,7 +9,7 @@ import os
 from dataclasses import dataclass
 
 from core.errors import ModelUnavailable
-from core.files import sha256_file
+from core.verify import verify_once
 
 
 @dataclass(frozen=True)
@@ -51,15 +51,11 @@ def _spec(name: str) -> ModelSpec:
     return MODELS[name]
 
 
-def _verified_stamp(path: str) -> str:
-    return path + ".sha256-ok"
-
-
 def model_path(name: str) -> str:
     """Path of a verified GGUF for model `name`, or ModelUnavailable saying how to get it.
 
-    The sha256 is checked once and remembered in a stamp file beside the model (keyed by
-    size and mtime), so later loads cost nothing."""
+    The sha256 is checked once (core.verify: remembered per process and in a stamp file
+    beside the model, keyed by size and mtime), so later loads cost nothing."""
     spec = _spec(name)
     if spec.packaged_module:
         found = importlib.util.find_spec(spec.packaged_module)  # never import: its __init__ needs `llm`
@@ -71,23 +67,8 @@ def model_path(name: str) -> str:
     if not os.path.exists(path):
         raise ModelUnavailable(f"model {name} is not assembled at {path}; run `bash scripts/setup.sh` "
                                f"(or `python -m synthesizer.models assemble {name}`)")
-    st = os.stat(path)
-    key = f"{spec.sha256} {st.st_size} {int(st.st_mtime)}"
-    stamp = _verified_stamp(path)
-    try:
-        with open(stamp) as f:
-            if f.read().strip() == key:
-                return path
-    except OSError:
-        pass
-    if st.st_size != spec.size_bytes or sha256_file(path) != spec.sha256:
-        raise ModelUnavailable(f"model file {path} fails its sha256 check; delete it and run "
-                               "`bash scripts/setup.sh` again")
-    try:
-        with open(stamp, "w") as f:
-            f.write(key)
-    except OSError:
-        pass  # read-only location (site-packages): verify again next time
+    verify_once(path, spec.sha256, ModelUnavailable, size_bytes=spec.size_bytes,
+                hint="delete it and run `bash scripts/setup.sh` again")
     return path
 
 

@@ -41,3 +41,30 @@ def test_a_near_duplicate_page_becomes_an_alias_of_the_page_kept(tmp_path):
     assert report.new == 3 and report.skipped.get("near_duplicate") == 1
     assert again.new == 0 and again.skipped.get("near_duplicate") == 1  # stable on a recrawl
     assert len(stored(off)) == 4  # near_duplicate_bits = -1 keeps both
+
+
+SHORT = prose("short note", 72)
+SHORT_PLUS = " ".join(SHORT.split()[:36] + ["additionally"] + SHORT.split()[36:])  # one inserted word
+
+
+def test_short_pages_differing_by_one_word_are_near_duplicates_by_minhash(tmp_path):
+    from crawler.minhash import MinHashIndex, signature
+    assert distance(simhash(SHORT), simhash(SHORT_PLUS)) > 3  # SimHash alone misses this pair
+    index = MinHashIndex(0.7)
+    index.add("a", signature(SHORT))
+    for i in range(20):
+        index.add(f"other{i}", signature(prose(f"short other {i}", 72)))
+    assert index.nearest(signature(SHORT_PLUS), exclude="b") == "a"
+    assert index.nearest(signature(prose("unrelated", 72)), exclude="b") is None
+    routes = {"/docs/index.html": html("Index", links=["a.html", "b.html", "c.html"]),
+              "/docs/a.html": html("Note", body=SHORT), "/docs/b.html": html("Note", body=SHORT_PLUS),
+              "/docs/c.html": html("Other note", body=prose("another short note", 72))}
+    db = str(tmp_path / "crawl.duckdb")
+    with serve(routes) as (base, _):
+        report = crawl([base + "docs/index.html"], CrawlConfig(), db)
+        simhash_only = str(tmp_path / "simhash.duckdb")
+        crawl([base + "docs/index.html"], CrawlConfig(near_duplicate_jaccard=0), simhash_only)
+    names = {u.rsplit("/", 1)[-1] for u in stored(db)}
+    assert "c.html" in names and len(names & {"a.html", "b.html"}) == 1
+    assert report.skipped.get("near_duplicate") == 1
+    assert {"a.html", "b.html"} <= {u.rsplit("/", 1)[-1] for u in stored(simhash_only)}  # what SimHash did

@@ -1,4 +1,5 @@
 import pytest
+from core.errors import QueryError
 from llama_index.core.schema import QueryBundle
 
 from retriever.fusion import reciprocal_rank_fusion, weighted_score_fusion
@@ -133,11 +134,11 @@ def test_language_filter_keeps_best_match_out_of_every_engine(dated_engine, engi
 def test_bad_date_filter_is_a_clear_error():
     from retriever.hybrid import Filters
 
-    with pytest.raises(ValueError, match="ISO date"):
+    with pytest.raises(QueryError, match="ISO date"):
         Filters(since="last tuesday")
-    with pytest.raises(ValueError, match="empty date range"):
+    with pytest.raises(QueryError, match="empty date range"):
         Filters(since="2024-02-01", until="2024-01-01")
-    with pytest.raises(ValueError, match="date_field"):
+    with pytest.raises(QueryError, match="date_field"):
         Filters(since="2024-02-01", date_field="built_at")
 
 
