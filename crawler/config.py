@@ -76,6 +76,7 @@ class CrawlConfig:
     exclude: tuple[str, ...] = ()
     allowed_hosts: tuple[str, ...] = ()
     path_prefixes: tuple[str, ...] = ()
+    frontier: str = ""  # redis://HOST:PORT/DB: share the frontier with other crawler processes (scrapy-redis)
 
     def __post_init__(self) -> None:
         if self.max_pages < 1:
@@ -86,5 +87,7 @@ class CrawlConfig:
             raise ValueError("delays and waits must not be negative")
         if self.max_query_variants < 1:
             raise ValueError("max_query_variants must be at least 1")
+        if self.frontier and not self.frontier.startswith(("redis://", "rediss://", "unix://")):
+            raise ValueError(f"frontier must be a redis://, rediss:// or unix:// URL, got {self.frontier!r}")
         if self.near_duplicate_bits > 64:
             raise ValueError("near_duplicate_bits must be at most 64 (negative turns near-duplicate detection off)")

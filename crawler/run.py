@@ -81,6 +81,9 @@ def crawl(seeds: list[str], config: CrawlConfig, store_path: str,
             raise CrawlError(f"seed {s!r} is not an http(s) URL, a file:// URL or an existing local path")
     if max_pages is not None:
         config = dataclasses.replace(config, max_pages=max_pages)
+    if config.frontier:
+        from crawler.distributed import connect
+        connect(config.frontier).close()  # a clear error now rather than a failed child process
     args = {"seeds": seeds, "store": os.path.abspath(store_path), "config": dataclasses.asdict(config)}
     proc = subprocess.run([sys.executable, "-m", "crawler.run"], input=json.dumps(args),
                           capture_output=True, text=True)
@@ -108,7 +111,13 @@ def _child() -> None:
     seeds = [normalize_url(s) for s in args["seeds"]]
     scope = Scope.from_seeds(seeds, config.allowed_hosts, config.path_prefixes, config.include, config.exclude)
     started = time.monotonic()
-    process = CrawlerProcess(settings=scrapy_settings(config))
+    settings = scrapy_settings(config)
+    if config.frontier:  # several processes share one frontier in Redis (crawler/distributed.py)
+        from crawler.distributed import frontier_settings
+        settings.update(frontier_settings(config.frontier, job_name(seeds)))
+        settings["DOWNLOADER_MIDDLEWARES"] = {**settings["DOWNLOADER_MIDDLEWARES"],
+                                              "crawler.distributed.SharedHostSlots": 950}
+    process = CrawlerProcess(settings=settings)
     crawler = process.create_crawler(SiteSpider)
     process.crawl(crawler, seeds=seeds, store_path=args["store"], max_pages=config.max_pages, scope=scope,
                   job=job_name(seeds))

@@ -75,13 +75,15 @@ def _apply(ctx, data_, config_):
 @main.command()
 @click.argument("urls", nargs=-1, required=True)
 @click.option("--max-pages", type=click.IntRange(min=1), default=None, help="Stop after this many pages.")
+@click.option("--frontier", default=None, metavar="redis://HOST:PORT/DB",
+              help="Share the crawl with other `fathom crawl` processes through this Redis (scrapy-redis).")
 @click.option("--json", "as_json", is_flag=True, help="Print the report as JSON.")
 @_data_option
 @click.pass_context
-def crawl(ctx, urls, max_pages, as_json, data_, config_):
+def crawl(ctx, urls, max_pages, frontier, as_json, data_, config_):
     """Crawl URLs (and the in-scope pages they link to) into the store."""
     _apply(ctx, data_, config_)
-    report = _engine(ctx).crawl(list(urls), max_pages=max_pages)
+    report = _engine(ctx).crawl(list(urls), max_pages=max_pages, frontier=frontier)
     _emit(dataclasses.asdict(report), as_json, lambda r: click.echo(
         f"fetched {r['fetched']}: {r['new']} new, {r['changed']} changed, {r['unchanged']} unchanged, "
         f"{r['deleted']} deleted, {r['errors']} errors; skipped {r['skipped'] or 'none'}; "

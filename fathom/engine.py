@@ -55,10 +55,19 @@ class Engine:
         return self._embedder
 
     # --- jobs ---------------------------------------------------------------------
-    def crawl(self, seeds: list[str], max_pages: int | None = None) -> CrawlReport:
-        """Crawl `seeds` (in a child process) into this data directory's store."""
+    def crawl(self, seeds: list[str], max_pages: int | None = None, frontier: str | None = None) -> CrawlReport:
+        """Crawl `seeds` (in a child process) into this data directory's store. With `frontier`
+        (a redis:// URL; default [crawl] frontier) the crawl is shared with the other processes
+        crawling the same seeds through that Redis (see crawler/distributed.py)."""
         os.makedirs(self.data_dir, exist_ok=True)
-        return run_crawl(seeds, self.config.crawl, self.store_path, max_pages)
+        config = self.config.crawl
+        if frontier is not None:
+            try:
+                config = dataclasses.replace(config, frontier=frontier)
+            except ValueError as exc:
+                from core.errors import ConfigError
+                raise ConfigError(str(exc)) from None
+        return run_crawl(seeds, config, self.store_path, max_pages)
 
     def index(self) -> IndexReport:
         """Build a new index generation from the store and switch readers to it."""
