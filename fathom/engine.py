@@ -22,6 +22,13 @@ from synthesizer.evaluation import AnswerEval, evaluate_answers, load_questions
 from synthesizer.types import Answer
 
 
+def _pages_of(stores: list[str]):
+    """The pages of several crawl stores, one store after another."""
+    for path in stores:
+        with CrawlStore(path, read_only=True) as store:
+            yield from store.pages()
+
+
 def default_data_dir() -> str:
     return os.environ.get("FATHOM_DATA") or os.path.join(os.getcwd(), "fathom-data")
 
@@ -69,12 +76,44 @@ class Engine:
                 raise ConfigError(str(exc)) from None
         return run_crawl(seeds, config, self.store_path, max_pages)
 
-    def index(self) -> IndexReport:
-        """Build a new index generation from the store and switch readers to it."""
-        if not os.path.exists(self.store_path):
-            from core.errors import StoreError
-            raise StoreError(f"nothing crawled yet in {self.data_dir}; run `fathom crawl URL` first")
-        report = build_index(self.store_path, self.index_root, self.config.index, self.embedder)
+    def index(self, shards: int | None = None, stores: tuple[str, ...] = (), ray: str | None = None
+              ) -> IndexReport:
+        """Build a new index generation from the store and switch readers to it.
+
+        `shards` N > 1 splits pages by a stable hash of their URL into N shards, each its own
+        generation (indexer/shards.py); None keeps the current layout, 1 goes back to one index.
+        `stores` are more crawl stores to index with this one (other crawler processes').
+        `ray` ("auto" or a Ray address) embeds new chunks with Ray Data (indexer/ray_embed.py).
+        With shards, the report sums the shards' counts."""
+        from indexer.shards import build_shards, read_shard_manifest, remove_shard_manifest
+        paths = [self.store_path, *stores]
+        for path in paths:
+            if not os.path.exists(path):
+                from core.errors import StoreError
+                raise StoreError(f"nothing crawled yet in {os.path.dirname(path)}; run `fathom crawl URL` first"
+                                 if path == self.store_path else f"crawl store not found: {path}")
+        if shards is None:
+            current = read_shard_manifest(self.index_root) if os.path.isdir(self.index_root) else None
+            shards = current.shards if current is not None else 1
+        embed = None
+        if ray is not None:
+            from indexer.ray_embed import ray_embed
+            embed = ray_embed(ray, self.config.index)
+        if shards == 1 and len(paths) == 1:
+            report = build_index(self.store_path, self.index_root, self.config.index, self.embedder, embed=embed)
+            remove_shard_manifest(self.index_root)
+        elif shards == 1:
+            report = build_index("", self.index_root, self.config.index, self.embedder,
+                                 pages=_pages_of(paths), embed=embed)
+            remove_shard_manifest(self.index_root)
+        else:
+            reports = build_shards(lambda: _pages_of(paths), self.index_root, self.config.index, self.embedder,
+                                   shards, embed=embed)
+            report = dataclasses.replace(
+                reports[0], pages=sum(r.pages for r in reports), chunks=sum(r.chunks for r in reports),
+                added=sum(r.added for r in reports), removed=sum(r.removed for r in reports),
+                embedded=sum(r.embedded for r in reports), elapsed_s=round(sum(r.elapsed_s for r in reports), 3),
+                settings={**reports[0].settings, "shards": shards})
         self._index = None
         self._synth = None
         return report
@@ -85,12 +124,25 @@ class Engine:
         if self._index is None:
             if not os.path.isdir(self.index_root):
                 raise IndexNotFound(f"no index in {self.data_dir}; run `fathom crawl URL` then `fathom index`")
-            self._index = HybridIndex.open(self.index_root, self.config.index.embedder,
-                                           threads=self.config.index.threads)
+            from indexer.shards import ShardedIndex, read_shard_manifest
+            if read_shard_manifest(self.index_root) is not None:
+                self._index = ShardedIndex.open(self.index_root, self.config.index.embedder,
+                                                threads=self.config.index.threads)
+            else:
+                self._index = HybridIndex.open(self.index_root, self.config.index.embedder,
+                                               threads=self.config.index.threads)
         return self._index
 
     def retriever(self) -> HybridRetriever:
-        return HybridRetriever(self.open_index(), self.embedder, self.config.retrieve)
+        """The retriever of the current index; over shards, a ShardedRetriever that fans out."""
+        index = self.open_index()
+        from indexer.shards import ShardedIndex
+        if isinstance(index, ShardedIndex):
+            from retriever.sharded import QueryEmbeddingCache, ShardedRetriever
+            embedder = QueryEmbeddingCache(self.embedder)
+            return ShardedRetriever([HybridRetriever(ix, embedder, self.config.retrieve) for ix in index.shards],
+                                    self.config.retrieve, index)
+        return HybridRetriever(index, self.embedder, self.config.retrieve)
 
     def search(self, query: str, k: int | None = None, filters: Filters = Filters(),
                rerank: bool | None = None) -> SearchResult:

@@ -2,6 +2,7 @@
 chunk content hash), write tantivy and hnswlib, write the manifest, switch CURRENT."""
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import functools
 import json
@@ -83,8 +84,13 @@ def _progress(done: int, total: int, started: float) -> None:
 
 
 def build_index(store_path: str, root: str, config: IndexConfig, embedder: Embedder,
-                progress=_progress) -> IndexReport:
-    """Build a new generation under `root` from the store at `store_path` and make it current."""
+                progress=_progress, pages=None, cache: "EmbeddingCache | None" = None,
+                embed=None) -> IndexReport:
+    """Build a new generation under `root` from the store at `store_path` and make it current.
+
+    `pages` (an iterable of Page) replaces reading the store, e.g. one shard's pages of several
+    stores; a `cache` passed in is shared with other builds and saved by the caller. `embed`
+    (list of texts -> float32 array) replaces embedding in this process, e.g. by Ray Data."""
     started = time.monotonic()
     os.makedirs(root, exist_ok=True)
     with WriterLock(root):
@@ -97,23 +103,33 @@ def build_index(store_path: str, root: str, config: IndexConfig, embedder: Embed
             prev = None
         spec = chunk_spec(config, embedder)
         chunks: list[Chunk] = []
-        with CrawlStore(store_path, read_only=True) as store:
-            pages = 0
-            for page in store.pages():
+        source, pages = pages, 0
+        with CrawlStore(store_path, read_only=True) if source is None else _nothing() as store:
+            for page in store.pages() if source is None else source:
                 pages += 1
                 chunks.extend(chunk_page(page, spec, first_id=len(chunks)))
-        cache = EmbeddingCache(root, embedder.name)
+        own_cache = cache is None
+        if own_cache:
+            cache = EmbeddingCache(root, embedder.name)
         todo = [c for c in chunks if c.content_hash not in cache.vectors]
         # longest first in one order: each embedding batch holds texts of similar length (little padding)
         todo = sorted({c.content_hash: c for c in todo}.values(), key=lambda c: -len(c.embed_text()))
         batch = max(1, config.embed_batch_size) * 4
         t0 = time.monotonic()
-        for i in range(0, len(todo), batch):
-            part = todo[i:i + batch]
+        if embed is not None and todo:
+            vecs = embed([c.embed_text() for c in todo])
+            for c, v in zip(todo, vecs):
+                cache.vectors[c.content_hash] = np.asarray(v, np.float32)
+            progress(len(todo), len(todo), t0)
+            todo_left = []
+        else:
+            todo_left = todo
+        for i in range(0, len(todo_left), batch):
+            part = todo_left[i:i + batch]
             vecs = embedder.embed_documents([c.embed_text() for c in part], config.embed_batch_size)
             for c, v in zip(part, vecs):
                 cache.vectors[c.content_hash] = v
-            progress(min(i + batch, len(todo)), len(todo), t0)
+            progress(min(i + batch, len(todo_left)), len(todo_left), t0)
         gen_no = next_generation_number(root)
         final = os.path.join(root, f"gen-{gen_no:06d}")
         tmp = final + ".tmp"
@@ -148,12 +164,18 @@ def build_index(store_path: str, root: str, config: IndexConfig, embedder: Embed
         _fsync_tree(tmp)
         os.rename(tmp, final)
         switch_current(root, final)
-        cache.save([c.content_hash for c in chunks])
+        if own_cache:
+            cache.save([c.content_hash for c in chunks])
         prune(root, config.keep_generations)
     return IndexReport(pages=pages, chunks=len(chunks), added=len(new_hashes - old_hashes),
                        removed=len(old_hashes - new_hashes), embedded=len(todo),
                        elapsed_s=round(time.monotonic() - started, 3), generation=gen_no,
                        settings=manifest.settings())
+
+
+@contextlib.contextmanager
+def _nothing():
+    yield None
 
 
 def write_chunks(directory: str, chunks: list[Chunk]) -> None:
