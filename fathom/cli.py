@@ -92,13 +92,19 @@ def crawl(ctx, urls, max_pages, frontier, as_json, data_, config_):
 
 @main.command()
 @click.option("--rebuild", is_flag=True, help="Build from scratch (the default build is already complete).")
+@click.option("--shards", type=click.IntRange(min=1), default=None,
+              help="Split pages by a hash of their URL into N shards, searched by fan-out (default: as now).")
+@click.option("--store", "stores", multiple=True, type=click.Path(exists=True, dir_okay=False),
+              help="Also index this crawl store (another `fathom crawl --frontier` process's; repeatable).")
+@click.option("--ray", default=None, metavar="ADDRESS|auto",
+              help="Embed new chunks with Ray Data on this Ray cluster ('auto': a local one).")
 @click.option("--json", "as_json", is_flag=True)
 @_data_option
 @click.pass_context
-def index(ctx, rebuild, as_json, data_, config_):
+def index(ctx, rebuild, shards, stores, ray, as_json, data_, config_):
     """Chunk, embed and index the crawled pages into a new index generation."""
     _apply(ctx, data_, config_)
-    report = _engine(ctx).index()
+    report = _engine(ctx).index(shards=shards, stores=tuple(stores), ray=ray)
     _emit(dataclasses.asdict(report), as_json, lambda r: click.echo(
         f"indexed {r['pages']} pages as {r['chunks']} chunks (+{r['added']} -{r['removed']}, "
         f"{r['embedded']} embedded) in {r['elapsed_s']:.1f}s; generation {r['generation']}"))
@@ -279,6 +285,23 @@ def eval_cmd(ctx, path, engines, limit, qa, modes, unanswerable, as_json, data_,
             click.echo(f"{r['engines']:<8} {r['queries']:>7} {r['ndcg_at_10']:>8.3f} {r['recall_at_10']:>7.3f} "
                        f"{r['mrr_at_10']:>7.3f} {r['hit_at_5']:>6.3f} {r['p50_ms']:>7.1f} {r['p95_ms']:>7.1f}")
     _emit(data, as_json, human)
+
+
+@main.command()
+@click.option("--opensearch", "opensearch", required=True, type=click.Path(dir_okay=False),
+              metavar="FILE.ndjson", help="Write the OpenSearch bulk body here and FILE.mapping.json beside it.")
+@click.option("--index-name", default="fathom", show_default=True, help="OpenSearch index name in the actions.")
+@click.option("--json", "as_json", is_flag=True)
+@_data_option
+@click.pass_context
+def export(ctx, opensearch, index_name, as_json, data_, config_):
+    """Export the index for OpenSearch (BM25 text fields + k-NN HNSW vectors), validated against its mapping."""
+    _apply(ctx, data_, config_)
+    out = _engine(ctx).export_opensearch(opensearch, index_name)
+    _emit(out, as_json, lambda r: click.echo(
+        f"wrote {r['documents']} documents to {r['bulk']} (validated against {r['mapping']}); load with\n"
+        f"  curl -XPUT HOST/{r['index']} -H 'Content-Type: application/json' --data-binary @{r['mapping']}\n"
+        f"  curl -XPOST HOST/_bulk -H 'Content-Type: application/x-ndjson' --data-binary @{r['bulk']}"))
 
 
 @main.command()

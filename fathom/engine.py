@@ -180,6 +180,18 @@ class Engine:
         """Text deltas as generated, then the final Answer."""
         return self.synthesizer().stream(question, mode)
 
+    def export_opensearch(self, path: str, name: str = "fathom") -> dict:
+        """Write the current index (every shard) as an OpenSearch bulk body at `path` and the
+        index body (settings + mapping) beside it, then validate the one against the other."""
+        from indexer.opensearch import export, index_body, validate_bulk
+        from indexer.shards import ShardedIndex
+        index = self.open_index()
+        indexes = index.shards if isinstance(index, ShardedIndex) else [index]
+        out = export(indexes, path, name)
+        m = indexes[0].manifest
+        out["validated"] = validate_bulk(path, index_body(m.embedder_dim, m.hnsw_m, m.ef_construction, m.ef_search))
+        return out
+
     def status(self) -> dict:
         """What is crawled and indexed, with the index's persisted settings."""
         out: dict = {"data_dir": self.data_dir, "crawl": None, "index": None}
