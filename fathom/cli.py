@@ -123,10 +123,12 @@ def index(ctx, rebuild, shards, stores, ray, as_json, data_, config_):
 @click.option("--rerank/--no-rerank", default=None,
               help="Reorder the best candidates with the cross-encoder (default: [retrieve] rerank).")
 @click.option("--explain", is_flag=True, help="Show which engine found each hit, at what rank and score.")
+@click.option("--ray", default=None, metavar="ADDRESS|auto",
+              help="Sharded index: search each shard in a Ray actor on this cluster ('auto': a local one).")
 @click.option("--json", "as_json", is_flag=True)
 @_data_option
 @click.pass_context
-def search(ctx, query, k, url_prefix, hosts, since, until, date_field, langs, rerank, explain, as_json, data_,
+def search(ctx, query, k, url_prefix, hosts, since, until, date_field, langs, rerank, explain, ray, as_json, data_,
            config_):
     """Hybrid search: the best pages for QUERY with snippets."""
     from retriever.hybrid import Filters
@@ -137,7 +139,14 @@ def search(ctx, query, k, url_prefix, hosts, since, until, date_field, langs, re
                           langs=tuple(langs))
     except ValueError as exc:
         raise click.BadParameter(str(exc), param_hint="--since/--until") from None
-    result = _engine(ctx).search(query, k=k, filters=filters, rerank=rerank)
+    if ray is not None:
+        retriever = _engine(ctx).ray_retriever(ray)
+        try:
+            result = retriever.search(query, k=k, filters=filters, rerank=rerank)
+        finally:
+            retriever.close()
+    else:
+        result = _engine(ctx).search(query, k=k, filters=filters, rerank=rerank)
     data = {"hits": [{"url": h.url, "title": h.title, "score": h.score, "snippet": h.snippet,
                       "heading": h.heading, "bm25_rank": h.bm25_rank, "bm25_score": h.bm25_score,
                       "dense_rank": h.dense_rank, "dense_score": h.dense_score,

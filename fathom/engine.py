@@ -144,6 +144,12 @@ class Engine:
                                     self.config.retrieve, index)
         return HybridRetriever(index, self.embedder, self.config.retrieve)
 
+    def ray_retriever(self, address: str = "auto"):
+        """A retriever over this sharded index whose shards are Ray actors on `address` ("auto":
+        a local Ray cluster). Results equal `retriever()`'s; close() stops the actors."""
+        from retriever.ray_shards import start_shards
+        return start_shards(self.index_root, self.config.index.embedder, self.config.retrieve, address)
+
     def search(self, query: str, k: int | None = None, filters: Filters = Filters(),
                rerank: bool | None = None) -> SearchResult:
         return self.retriever().search(query, k=k, filters=filters, rerank=rerank)
