@@ -23,10 +23,17 @@ from synthesizer.types import Answer
 
 
 def _pages_of(stores: list[str]):
-    """The pages of several crawl stores, one store after another."""
-    for path in stores:
+    """The pages of several crawl stores (those of crawler processes that shared a frontier are
+    disjoint); a URL found in more than one store is taken once, from its latest fetch."""
+    newest: dict[str, tuple[str, int]] = {}
+    for i, path in enumerate(stores):
         with CrawlStore(path, read_only=True) as store:
-            yield from store.pages()
+            for page in store.pages():
+                if page.url not in newest or page.fetched_at > newest[page.url][0]:
+                    newest[page.url] = (page.fetched_at, i)
+    for i, path in enumerate(stores):
+        with CrawlStore(path, read_only=True) as store:
+            yield from (p for p in store.pages() if newest[p.url][1] == i)
 
 
 def default_data_dir() -> str:
@@ -205,6 +212,17 @@ class Engine:
             with CrawlStore(self.store_path, read_only=True) as store:
                 out["crawl"] = store.stats()
         try:
+            from indexer.shards import read_shard_manifest, shard_dir
+            shards = read_shard_manifest(self.index_root) if os.path.isdir(self.index_root) else None
+            if shards is not None:  # the shards' manifests, summed; settings from the first shard
+                ms = [read_manifest(current_generation(shard_dir(self.index_root, i))) for i in range(shards.shards)]
+                out["index"] = {"generation": max(m.generation for m in ms), "pages": sum(m.pages for m in ms),
+                                "chunks": sum(m.chunks for m in ms), "built_at": max(m.built_at for m in ms),
+                                "build_s": round(sum(m.build_s for m in ms), 3),
+                                "settings": {**ms[0].settings(), "shards": shards.shards, "shard_hash": shards.hash},
+                                "shards": [{"dir": d, "generation": m.generation, "pages": m.pages, "chunks": m.chunks}
+                                           for d, m in zip(shards.dirs, ms)]}
+                return out
             gen = current_generation(self.index_root)
             manifest = read_manifest(gen)
             out["index"] = {"generation": manifest.generation, "pages": manifest.pages,

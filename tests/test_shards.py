@@ -91,3 +91,28 @@ def test_filters_apply_in_every_shard(engines):
     _, sharded = engines
     hits = sharded.search("tomato", k=10, filters=Filters(url_prefix="http://nowhere.invalid/")).hits
     assert hits == []
+
+
+def test_status_describes_the_shards(engines):
+    _, sharded = engines
+    st = sharded.status()["index"]
+    assert st["settings"]["shards"] == 3 and len(st["shards"]) == 3
+    assert st["pages"] == sum(s["pages"] for s in st["shards"]) > 0
+
+
+def test_pages_of_several_stores_are_indexed_once(built_engine, embedder, tmp_path):
+    """`fathom index --store OTHER`: a URL in two stores (here: a copy) is indexed once."""
+    data = tmp_path / "data"
+    os.makedirs(data / "index")
+    shutil.copy(built_engine.store_path, data / "crawl.duckdb")
+    other = tmp_path / "other.duckdb"
+    shutil.copy(built_engine.store_path, other)
+    for name in os.listdir(built_engine.index_root):
+        if name.startswith("embcache-"):
+            shutil.copy(os.path.join(built_engine.index_root, name), data / "index" / name)
+    engine = Engine(str(data), embedder=embedder)
+    single = built_engine.status()["index"]
+    report = engine.index(stores=(str(other),))
+    assert report.pages == single["pages"] and report.chunks == single["chunks"] and report.embedded == 0
+    with pytest.raises(Exception, match="crawl store not found"):
+        engine.index(stores=(str(tmp_path / "missing.duckdb"),))
