@@ -63,10 +63,15 @@ def main() -> None:
         seeds = [base + "site/index.html"]
         config = CrawlConfig(concurrency=args.concurrency, concurrency_per_host=args.per_host, max_pages=100_000)
         rows.append(run(1, seeds, config, workdir, server))  # baseline: plain Scrapy scheduler, no Redis
+        import redis
+        client = redis.Redis.from_url(url)
         for n in [int(x) for x in args.processes.split(",")]:
-            import redis
-            redis.Redis.from_url(url).flushdb()
-            rows.append(run(n, seeds, dataclasses.replace(config, frontier=url), workdir, server))
+            client.flushdb()
+            empty = client.info("memory")["used_memory"]
+            row = run(n, seeds, dataclasses.replace(config, frontier=url), workdir, server)
+            # what stays after the job: who stores which page, content hashes, SimHash bands
+            row["redis_bytes_per_page"] = round((client.info("memory")["used_memory"] - empty) / row["pages_stored"])
+            rows.append(row)
     load_after = open("/proc/loadavg").read().split()[:3]
     base_rate = rows[0]["pages_per_s"]
     if args.json:
@@ -75,12 +80,14 @@ def main() -> None:
         return
     print(f"site: {expected} pages, {args.latency * 1000:.0f} ms per response, concurrency {args.concurrency} "
           f"per process, per-host limit {args.per_host} (across processes); load {load_before} -> {load_after}")
-    print("| processes | frontier | wall s | pages stored | HTML fetched | pages/s | vs plain | max in flight |")
-    print("|---|---|---|---|---|---|---|---|")
+    print("| processes | frontier | wall s | pages stored | HTML fetched | pages/s | vs plain | max in flight | "
+          "Redis B/page |")
+    print("|---|---|---|---|---|---|---|---|---|")
     for r in rows:
         print(f"| {r['processes']} | {'redis' if r['frontier'] else 'plain (baseline)'} | {r['wall_s']} | "
               f"{r['pages_stored']} | {r['html_fetched']} | {r['pages_per_s']} | "
-              f"{r['pages_per_s'] / base_rate:.2f}x | {r['max_in_flight_at_server']} |")
+              f"{r['pages_per_s'] / base_rate:.2f}x | {r['max_in_flight_at_server']} | "
+              f"{r.get('redis_bytes_per_page', '-')} |")
 
 
 if __name__ == "__main__":
