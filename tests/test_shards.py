@@ -116,3 +116,15 @@ def test_pages_of_several_stores_are_indexed_once(built_engine, embedder, tmp_pa
     assert report.pages == single["pages"] and report.chunks == single["chunks"] and report.embedded == 0
     with pytest.raises(Exception, match="crawl store not found"):
         engine.index(stores=(str(tmp_path / "missing.duckdb"),))
+
+
+def test_ask_answers_over_shards_with_citations(engines):
+    """The synthesizer runs on the fan-out retriever (SmolLM2-135M, as in test_synthesizer)."""
+    import dataclasses
+    from tests.test_synthesizer import TINY
+    _, sharded = engines
+    engine = Engine(sharded.data_dir, dataclasses.replace(sharded.config, answer=TINY), embedder=sharded.embedder)
+    ans = engine.ask("How often should the compost heap be turned?", mode="fast")
+    assert ans.citations
+    assert all(c.url.startswith("http://") for c in ans.citations)
+    assert any(c.url.endswith("compost.html") for c in ans.citations)
