@@ -26,7 +26,8 @@ def _page(title: str, text: str, links=()) -> bytes:
             f"<h1>{title}</h1><p>{text}</p><ul>{anchors}</ul></body></html>").encode()
 
 
-def scale_site(sections: int = 20, per_section: int = 15, duplicates: int = 5) -> tuple[dict[str, bytes], int]:
+def scale_site(sections: int = 20, per_section: int = 15, duplicates: int = 5,
+               crawl_delay_s: float = 0.0) -> tuple[dict[str, bytes], int]:
     """(path -> HTML bytes, pages a crawl stores) for a site: /site/index.html links to
     `sections` section pages, each linking to `per_section` leaf pages. `duplicates` leaves have
     an exact copy and `duplicates` a near copy (one word changed) elsewhere, which a crawl keeps
@@ -49,7 +50,8 @@ def scale_site(sections: int = 20, per_section: int = 15, duplicates: int = 5) -
         near = " ".join(words[:250] + ["zzzchanged"] + words[251:])
         routes[f"/site/near{s}.html"] = _page(f"Page {s}.0", near, [f"s{s}.html"])
     routes["/private/secret.html"] = _page("Secret", _prose("secret"))
-    routes["/robots.txt"] = b"User-agent: *\nDisallow: /private/\n"
+    routes["/robots.txt"] = b"User-agent: *\nDisallow: /private/\n" + (
+        f"Crawl-delay: {crawl_delay_s}\n".encode() if crawl_delay_s else b"")
     stored = 1 + sections + sections * per_section
     return routes, stored
 
@@ -63,6 +65,7 @@ class _Handler(http.server.BaseHTTPRequestHandler):
             srv.active += 1
             srv.max_active = max(srv.max_active, srv.active)
             srv.hits[self.path] += 1
+            srv.log.append((self.path, time.monotonic()))
         try:
             time.sleep(srv.latency_s)
             body = srv.routes.get(self.path)
@@ -96,6 +99,7 @@ def serve_site(routes: dict[str, bytes], latency_s: float = 0.05) -> Iterator[tu
     server = _Server(("127.0.0.1", 0), _Handler)
     server.routes, server.latency_s = routes, latency_s
     server.lock, server.active, server.max_active, server.hits = threading.Lock(), 0, 0, Counter()
+    server.log = []  # (path, arrival time)
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()
     try:

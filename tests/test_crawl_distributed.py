@@ -158,3 +158,19 @@ def test_survivor_takes_over_a_dead_workers_requests(redis_url, site, tmp_path):
     pa, pb = pages(sa), pages(sb)
     assert rb["new"] == len(pb)
     assert not set(pa) & set(pb) and len(pa) + len(pb) == expected
+
+
+@pytest.mark.slow
+def test_crawl_delay_holds_across_processes(redis_url, tmp_path):
+    import itertools
+    routes, expected = scale_site(sections=2, per_section=4, duplicates=0, crawl_delay_s=0.4)
+    config = CrawlConfig(concurrency=4, concurrency_per_host=4, frontier=redis_url)
+    with serve_site(routes, latency_s=0.0) as (base, server):
+        seeds = [base + "site/index.html"]
+        a = start_worker(seeds, config, str(tmp_path / "a.duckdb"))
+        b = start_worker(seeds, config, str(tmp_path / "b.duckdb"))
+        ra, rb = finish(a), finish(b)
+        times = sorted(t for p, t in server.log if p.startswith("/site/"))
+    assert ra["new"] + rb["new"] == expected
+    gaps = [y - x for x, y in itertools.pairwise(times)]
+    assert len(gaps) == expected - 1 and min(gaps) >= 0.35  # one request per 0.4 s from both processes together
