@@ -264,6 +264,7 @@ class SharedHostSlots:
         self.limit = crawler.settings.getint("CONCURRENT_REQUESTS_PER_DOMAIN")
         self.ttl = crawler.settings.getfloat("DOWNLOAD_TIMEOUT") + 10
         self.serial = 0
+        self.delays: dict[str, float] = {}  # slot key -> seconds between requests to it, all processes
 
     @classmethod
     def from_crawler(cls, crawler):
@@ -277,7 +278,20 @@ class SharedHostSlots:
         downloader = self.crawler.engine.downloader
         key = downloader.get_slot_key(request)
         slot = downloader.slots.get(key)
-        delay = slot.delay if slot is not None else self.crawler.settings.getfloat("DOWNLOAD_DELAY")
+        robots = request.meta.get("dont_obey_robotstxt") and request.url.endswith("/robots.txt")
+        if robots:
+            pass  # fetched before the host's Crawl-delay is known; not paced, and the delay not read yet
+        elif key not in self.delays:
+            # slots are created lazily after the middlewares: a robots.txt Crawl-delay may so far be
+            # only in per_slot_settings (crawler.politeness.CrawlDelayMiddleware sets both)
+            self.delays[key] = slot.delay if slot is not None else downloader.per_slot_settings.get(key, {}).get(
+                "delay", self.crawler.settings.getfloat("DOWNLOAD_DELAY"))
+            # the pacing happens here, across processes; a local slot delay on top would hold the
+            # request after its turn was taken and let another process's request follow too soon
+            downloader.per_slot_settings.setdefault(key, {}).update(delay=0.0, jitter=0.0)
+            if slot is not None:
+                slot.delay, slot.jitter = 0.0, 0.0
+        delay = 0.0 if robots else self.delays[key]
         host = urlsplit(request.url).netloc
         self.serial += 1
         token = f"{shared.worker}:{os.getpid()}:{self.serial}"
