@@ -32,6 +32,7 @@ def scale_site(sections: int = 20, per_section: int = 15, duplicates: int = 5,
     `sections` section pages, each linking to `per_section` leaf pages. `duplicates` leaves have
     an exact copy and `duplicates` a near copy (one word changed) elsewhere, which a crawl keeps
     as aliases, and a /private/ page is disallowed by robots.txt."""
+    duplicates = min(duplicates, sections)
     routes: dict[str, bytes] = {}
     texts: dict[str, str] = {}
     section_links = [f"s{s}.html" for s in range(sections)]
