@@ -28,11 +28,11 @@ from retriever.evaluation import Judged, evaluate  # noqa: E402
 
 PG = "/usr/share/doc/postgresql-doc-15/html"
 QRELS = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "..", "shared", "eval",
-                     "pg_qrels.dev.jsonl")
+                     "pg_qrels.dev.jsonl")  # ../shared beside the clone
 
 
-def pick(queries: int, distractors: int) -> tuple[list[Judged], list[str]]:
-    rows = [json.loads(line) for line in open(QRELS)][:queries]
+def pick(qrels: str, queries: int, distractors: int) -> tuple[list[Judged], list[str]]:
+    rows = [json.loads(line) for line in open(qrels)][:queries]
     judged = [Judged(r["qid"], r["query"], frozenset(r["relevant"])) for r in rows
               if all(os.path.exists(os.path.join(PG, p)) for p in r["relevant"])]
     pages = sorted({p for j in judged for p in j.relevant})
@@ -43,13 +43,14 @@ def pick(queries: int, distractors: int) -> tuple[list[Judged], list[str]]:
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--qrels", default=QRELS)
     ap.add_argument("--queries", type=int, default=150)
     ap.add_argument("--distractors", type=int, default=60)
     ap.add_argument("--shards", default="2,4")
     ap.add_argument("--data", default=None, help="keep the data dirs here (default: a temp dir)")
     args = ap.parse_args()
     load = [open("/proc/loadavg").read().split()[:3]]
-    judged, files = pick(args.queries, args.distractors)
+    judged, files = pick(args.qrels, args.queries, args.distractors)
     work = args.data or tempfile.mkdtemp(prefix="fathom-shards-")
     site = os.path.join(work, "site")
     os.makedirs(site, exist_ok=True)
