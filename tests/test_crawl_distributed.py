@@ -174,3 +174,14 @@ def test_crawl_delay_holds_across_processes(redis_url, tmp_path):
     assert ra["new"] + rb["new"] == expected
     gaps = [y - x for x, y in itertools.pairwise(times)]
     assert len(gaps) == expected - 1 and min(gaps) >= 0.35  # one request per 0.4 s from both processes together
+
+
+def test_frontier_is_a_crawl_config_key(tmp_path):
+    from fathom.config import load_config
+    good = tmp_path / "good.toml"
+    good.write_text('[crawl]\nfrontier = "redis://10.0.0.5:6379/2"\n')
+    assert load_config(str(good)).crawl.frontier == "redis://10.0.0.5:6379/2"
+    bad = tmp_path / "bad.toml"
+    bad.write_text('[crawl]\nfrontier = "10.0.0.5:6379"\n')
+    with pytest.raises(ConfigError, match="frontier must be a redis://"):
+        load_config(str(bad))
