@@ -51,7 +51,7 @@ def ray_embed(address: str, config: IndexConfig, workers: int | None = None, thr
                                  override_num_blocks=max(n * 4, 1))
         out = ds.map_batches(_Embed, fn_constructor_args=(config.embedder, threads_per_worker,
                                                           config.embed_batch_size),
-                             batch_size=config.embed_batch_size * 4, concurrency=n,
+                             batch_size=config.embed_batch_size * 4, compute=ray.data.ActorPoolStrategy(size=n),
                              num_cpus=threads_per_worker, batch_format="numpy")
         vectors: list = [None] * len(texts)
         for batch in out.iter_batches(batch_size=None, batch_format="numpy"):
