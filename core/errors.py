@@ -11,7 +11,8 @@ It lives in the bottom layer (core), below crawler, so every layer can raise and
     │   ├── IndexNotFound  no index has been built in this data directory
     │   ├── IndexMismatch  the index was built with other settings than asked for
     │   ├── IndexCorrupt   a file of the index is missing or damaged
-    │   └── IndexLocked    another writer holds the index lock
+    │   ├── IndexLocked    another writer holds the index lock
+    │   └── ExportInvalid  an export (OpenSearch bulk body) does not fit its mapping
     ├── ModelUnavailable   a model file or package is missing or fails its checksum
     ├── QueryError         a question, query or filter cannot be handled (also a ValueError)
     ├── WriteError         the data directory cannot be written (disk full, read-only)
@@ -58,6 +59,10 @@ class IndexCorrupt(IndexProblem):
 
 class IndexLocked(IndexProblem):
     """Another process is writing the index."""
+
+
+class ExportInvalid(IndexProblem):
+    """An exported bulk body does not fit the index mapping it was written for."""
 
 
 class ModelUnavailable(FathomError):

@@ -77,6 +77,7 @@ class CrawlConfig:
     exclude: tuple[str, ...] = ()
     allowed_hosts: tuple[str, ...] = ()
     path_prefixes: tuple[str, ...] = ()
+    frontier: str = ""  # redis://HOST:PORT/DB: share the frontier with other crawler processes (scrapy-redis)
 
     def __post_init__(self) -> None:
         if self.max_pages < 1:
@@ -89,5 +90,7 @@ class CrawlConfig:
             raise ValueError("max_query_variants must be at least 1")
         if not 0 <= self.near_duplicate_jaccard <= 1:
             raise ValueError("near_duplicate_jaccard must be between 0 and 1 (0 leaves only SimHash)")
+        if self.frontier and not self.frontier.startswith(("redis://", "rediss://", "unix://")):
+            raise ValueError(f"frontier must be a redis://, rediss:// or unix:// URL, got {self.frontier!r}")
         if self.near_duplicate_bits > 64:
             raise ValueError("near_duplicate_bits must be at most 64 (negative turns near-duplicate detection off)")

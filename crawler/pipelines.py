@@ -50,6 +50,10 @@ class DuplicatesPipeline:
             owner = known.near_owner(item["simhash"], url, self.near_bits, item.get("minhash"))
             if owner is not None:
                 return "near_duplicate", owner
+        shared = self.crawler.spider.shared
+        if shared is not None:  # decided across all crawler processes of the job (Redis)
+            return shared.claim(url, item["fetched_url"], item["content_hash"], item["simhash"],
+                                known.live(url) is None)
         return None, None
 
 

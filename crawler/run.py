@@ -88,6 +88,9 @@ def crawl(seeds: list[str], config: CrawlConfig, store_path: str,
     from crawler.store import CrawlStore
     with CrawlStore(store_path):  # fails here, in one line, when the store is locked or unwritable
         pass
+    if config.frontier:
+        from crawler.distributed import connect
+        connect(config.frontier).close()  # a clear error now rather than a failed child process
     args = {"seeds": seeds, "store": os.path.abspath(store_path), "config": dataclasses.asdict(config)}
     proc = subprocess.Popen([sys.executable, "-m", "crawler.run"], stdin=subprocess.PIPE,
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
@@ -146,7 +149,13 @@ def _child() -> None:
     seeds = [normalize_url(s) for s in args["seeds"]]
     scope = Scope.from_seeds(seeds, config.allowed_hosts, config.path_prefixes, config.include, config.exclude)
     started = time.monotonic()
-    process = CrawlerProcess(settings=scrapy_settings(config))
+    settings = scrapy_settings(config)
+    if config.frontier:  # several processes share one frontier in Redis (crawler/distributed.py)
+        from crawler.distributed import frontier_settings
+        settings.update(frontier_settings(config.frontier, job_name(seeds)))
+        settings["DOWNLOADER_MIDDLEWARES"] = {**settings["DOWNLOADER_MIDDLEWARES"],
+                                              "crawler.distributed.SharedHostSlots": 950}
+    process = CrawlerProcess(settings=settings)
     crawler = process.create_crawler(SiteSpider)
     process.crawl(crawler, seeds=seeds, store_path=args["store"], max_pages=config.max_pages, scope=scope,
                   job=job_name(seeds),

@@ -73,6 +73,9 @@ class SiteSpider(scrapy.Spider):
         self.refused: set[str] = set()  # URLs counted once in `skipped` without being requested
         self.stored: set[str] = set()  # canonical URLs written to the store by this run
         self.unsaved: list[tuple[str, int]] = []  # (url, depth) scheduled, not yet in the frontier
+        self.store_path = store_path
+        self.shared = None  # crawler.distributed.SharedCrawl when the frontier is in Redis
+        self._heartbeat = None
 
     @classmethod
     def from_crawler(cls, crawler, *args, **kwargs):
@@ -84,11 +87,24 @@ class SiteSpider(scrapy.Spider):
         crawler.signals.connect(spider.robots_parsed, signal=signals.robots_parsed)
         crawler.signals.connect(spider.request_dropped, signal=signals.request_dropped)
         crawler.signals.connect(spider.spider_error, signal=signals.spider_error)
+        frontier = crawler.settings.get("FATHOM_FRONTIER")
+        if frontier:
+            from crawler.distributed import SharedCrawl, worker_id
+            spider.shared = SharedCrawl(frontier, crawler.settings.get("FATHOM_JOB"), worker_id(spider.store_path),
+                                        crawler.settings.getint("FATHOM_NEAR_DUPLICATE_BITS"))
+            crawler.signals.connect(spider.spider_idle, signal=signals.spider_idle)
         return spider
 
     async def start(self):
         done, pending = self.store.frontier(self.job)
         self.scheduled |= done
+        if self.shared is not None:
+            from twisted.internet.task import LoopingCall
+            self.shared.beat()
+            self._heartbeat = LoopingCall(self.shared.beat)
+            self._heartbeat.start(self.shared.ttl / 3, now=False)
+            for url, depth in self.shared.reclaim(include_own=True):  # taken by this worker before a kill
+                yield self._rerequest(url, depth)
         if self.follow_sitemaps:
             for scheme, netloc in dict.fromkeys(urlsplit(s)[:2] for s in self.seeds):
                 if scheme in ("http", "https"):
@@ -132,6 +148,31 @@ class SiteSpider(scrapy.Spider):
             headers["If-Modified-Since"] = known.last_modified
         return scrapy.Request(url, headers=headers, callback=self.parse, errback=self.on_error,
                               meta={"depth": depth, "fathom_url": url, "fathom_lastmod": lastmod})
+
+    def _rerequest(self, url: str, depth: int) -> scrapy.Request:
+        """A request for `url` that passes the shared seen-set: it was taken from the shared
+        queue by a worker that died before committing its outcome."""
+        self.scheduled.add(url)
+        self.unsaved.append((url, depth))
+        return scrapy.Request(url, callback=self.parse, errback=self.on_error, dont_filter=True,
+                              meta={"depth": depth, "fathom_url": url, "fathom_lastmod": ""})
+
+    def spider_idle(self) -> None:
+        """Distributed crawl: stay open while other workers may still queue links, take over
+        the requests of workers that died, and close when the shared job has no work left."""
+        from scrapy.exceptions import DontCloseSpider
+        from twisted.internet import reactor
+
+        self.flush()
+        again = self.shared.reclaim(include_own=True)  # idle: this worker's own leftovers are orphans
+        for url, depth in again:
+            self.crawler.engine.crawl(self._rerequest(url, depth))
+        if again or self.shared.busy():
+            # Scrapy polls an idle scheduler only every 5 s (engine heartbeat); ask sooner
+            slot = getattr(self.crawler.engine, "_slot", None)
+            if slot is not None:
+                reactor.callLater(0.05, slot.nextcall.schedule)
+            raise DontCloseSpider
 
     def _on_scope_host(self, url: str) -> bool:
         link = _normalized(url)
@@ -258,6 +299,8 @@ class SiteSpider(scrapy.Spider):
             self._flush_call = None
         batch, self.batch = self.batch, WriteBatch(self.run_id, self.job)
         self.store.write(batch)
+        if self.shared is not None:
+            self.shared.committed(batch.done)
 
     def skip(self, url: str, status: int, size: int, elapsed_ms: float, reason: str) -> None:
         self.skipped[reason] += 1
@@ -276,6 +319,8 @@ class SiteSpider(scrapy.Spider):
             return self.skip(url, 0, 0, 0.0, "redirect_loop")
         if target != url:
             self.batch.alias(url, target, "redirect")
+        elif self.shared is not None:
+            return self.skip(url, 0, 0, 0.0, "other_worker")  # in the shared seen-set: another process has it
         self.skip(url, 0, 0, 0.0, "canonical")
 
     def on_error(self, failure) -> None:
@@ -309,6 +354,12 @@ class SiteSpider(scrapy.Spider):
         self.flush()
         if reason == "finished":
             self.store.clear_frontier(self.job)
+        if self.shared is not None:
+            if self._heartbeat is not None and self._heartbeat.running:
+                self._heartbeat.stop()
+            if reason == "finished" and not self.shared.busy():
+                self.shared.finish()
+            self.shared.leave()
         self.store.close()
 
 

@@ -4,7 +4,7 @@ Every public type and the whole exception tree come from here::
 
     from fathom import Engine, Filters, SearchResult, Hit, Answer, Citation, Status, FathomError
 """
-from core.errors import (ConfigError, CrawlError, FathomError, IndexCorrupt, IndexLocked, IndexMismatch,
+from core.errors import (ConfigError, CrawlError, ExportInvalid, FathomError, IndexCorrupt, IndexLocked, IndexMismatch,
                          IndexNotFound, IndexProblem, InvalidURL, JobsLocked, ModelUnavailable, QueryError,
                          StoreError, WriteError)
 from crawler.config import CrawlConfig
@@ -23,7 +23,7 @@ from synthesizer.types import Answer, Citation, SentenceSupport
 
 __version__ = "0.1.0"
 __all__ = ["Answer", "AnswerConfig", "AnswerEval", "Citation", "Config", "ConfigError", "CrawlConfig",
-           "CrawlError", "CrawlReport", "CrawlStatus", "Engine", "EvalResult", "FathomError", "Filters", "Hit",
+           "CrawlError", "CrawlReport", "CrawlStatus", "Engine", "EvalResult", "ExportInvalid", "FathomError", "Filters", "Hit",
            "IndexConfig", "IndexCorrupt", "IndexLocked", "IndexMismatch", "IndexNotFound", "IndexProblem",
            "IndexReport", "IndexStatus", "InvalidURL", "JobResult", "JobsLocked", "JobsReport", "ModelUnavailable", "Page",
            "QueryError", "RetrieveConfig", "SearchResult", "SentenceSupport", "Source", "Status", "StoreError",

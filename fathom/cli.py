@@ -75,17 +75,19 @@ def _apply(ctx, data_, config_):
 @main.command()
 @click.argument("urls", nargs=-1, required=True)
 @click.option("--max-pages", type=click.IntRange(min=1), default=None, help="Stop after this many pages.")
+@click.option("--frontier", default=None, metavar="redis://HOST:PORT/DB",
+              help="Share the crawl with other `fathom crawl` processes through this Redis (scrapy-redis).")
 @click.option("--json", "as_json", is_flag=True, help="Print the report as JSON.")
 @click.option("--quiet", "-q", is_flag=True, help="No progress bar on stderr.")
 @_data_option
 @click.pass_context
-def crawl(ctx, urls, max_pages, as_json, quiet, data_, config_):
+def crawl(ctx, urls, max_pages, frontier, as_json, quiet, data_, config_):
     """Crawl URLs (and the in-scope pages they link to) into the store."""
     from fathom.progress import Bars
 
     _apply(ctx, data_, config_)
     with Bars(quiet) as bars:
-        report = _engine(ctx).crawl(list(urls), max_pages=max_pages, progress=bars.crawl)
+        report = _engine(ctx).crawl(list(urls), max_pages=max_pages, progress=bars.crawl, frontier=frontier)
         bars.crawl(dataclasses.asdict(report))  # the final counts, even for a crawl shorter than one tick
     _emit(dataclasses.asdict(report), as_json, lambda r: click.echo(
         f"fetched {r['fetched']}: {r['new']} new, {r['changed']} changed, {r['unchanged']} unchanged, "
@@ -96,17 +98,24 @@ def crawl(ctx, urls, max_pages, as_json, quiet, data_, config_):
 @main.command()
 @click.option("--rebuild", is_flag=True,
               help="Build from scratch: re-embed every page, trust nothing on disk, drop damaged generations.")
+@click.option("--shards", type=click.IntRange(min=1), default=None,
+              help="Split pages by a hash of their URL into N shards, searched by fan-out (default: as now).")
+@click.option("--store", "stores", multiple=True, type=click.Path(exists=True, dir_okay=False),
+              help="Also index this crawl store (another `fathom crawl --frontier` process's; repeatable).")
+@click.option("--ray", default=None, metavar="ADDRESS|auto",
+              help="Embed new chunks with Ray Data on this Ray cluster ('auto': a local one).")
 @click.option("--json", "as_json", is_flag=True)
 @click.option("--quiet", "-q", is_flag=True, help="No progress bar on stderr.")
 @_data_option
 @click.pass_context
-def index(ctx, rebuild, as_json, quiet, data_, config_):
+def index(ctx, rebuild, shards, stores, ray, as_json, quiet, data_, config_):
     """Chunk, embed and index the crawled pages into a new index generation."""
     from fathom.progress import Bars
 
     _apply(ctx, data_, config_)
     with Bars(quiet) as bars:
-        report = _engine(ctx).index(rebuild=rebuild, progress=bars.index if bars.enabled else None)
+        report = _engine(ctx).index(rebuild=rebuild, shards=shards, stores=tuple(stores), ray=ray,
+                                    progress=bars.index if bars.enabled else None)
     _emit(dataclasses.asdict(report), as_json, lambda r: click.echo(
         f"indexed {r['pages']} pages as {r['chunks']} chunks (+{r['added']} -{r['removed']}, "
         f"{r['embedded']} embedded) in {r['elapsed_s']:.1f}s; generation {r['generation']}"))
@@ -125,10 +134,12 @@ def index(ctx, rebuild, as_json, quiet, data_, config_):
 @click.option("--rerank/--no-rerank", default=None,
               help="Reorder the best candidates with the cross-encoder (default: [retrieve] rerank).")
 @click.option("--explain", is_flag=True, help="Show which engine found each hit, at what rank and score.")
+@click.option("--ray", default=None, metavar="ADDRESS|auto",
+              help="Sharded index: search each shard in a Ray actor on this cluster ('auto': a local one).")
 @click.option("--json", "as_json", is_flag=True)
 @_data_option
 @click.pass_context
-def search(ctx, query, k, url_prefix, hosts, since, until, date_field, langs, rerank, explain, as_json, data_,
+def search(ctx, query, k, url_prefix, hosts, since, until, date_field, langs, rerank, explain, ray, as_json, data_,
            config_):
     """Hybrid search: the best pages for QUERY with snippets."""
     from retriever.hybrid import Filters
@@ -139,7 +150,14 @@ def search(ctx, query, k, url_prefix, hosts, since, until, date_field, langs, re
                           langs=tuple(langs))
     except ValueError as exc:
         raise click.BadParameter(str(exc), param_hint="--since/--until") from None
-    result = _engine(ctx).search(query, k=k, filters=filters, rerank=rerank)
+    if ray is not None:
+        retriever = _engine(ctx).ray_retriever(ray)
+        try:
+            result = retriever.search(query, k=k, filters=filters, rerank=rerank)
+        finally:
+            retriever.close()
+    else:
+        result = _engine(ctx).search(query, k=k, filters=filters, rerank=rerank)
     data = search_dict(result)
 
     def human(d):
@@ -298,6 +316,23 @@ def eval_cmd(ctx, path, engines, limit, qa, modes, unanswerable, as_json, data_,
             click.echo(f"{r['engines']:<8} {r['queries']:>7} {r['ndcg_at_10']:>8.3f} {r['recall_at_10']:>7.3f} "
                        f"{r['mrr_at_10']:>7.3f} {r['hit_at_5']:>6.3f} {r['p50_ms']:>7.1f} {r['p95_ms']:>7.1f}")
     _emit(data, as_json, human)
+
+
+@main.command()
+@click.option("--opensearch", "opensearch", required=True, type=click.Path(dir_okay=False),
+              metavar="FILE.ndjson", help="Write the OpenSearch bulk body here and FILE.mapping.json beside it.")
+@click.option("--index-name", default="fathom", show_default=True, help="OpenSearch index name in the actions.")
+@click.option("--json", "as_json", is_flag=True)
+@_data_option
+@click.pass_context
+def export(ctx, opensearch, index_name, as_json, data_, config_):
+    """Export the index for OpenSearch (BM25 text fields + k-NN HNSW vectors), validated against its mapping."""
+    _apply(ctx, data_, config_)
+    out = _engine(ctx).export_opensearch(opensearch, index_name)
+    _emit(out, as_json, lambda r: click.echo(
+        f"wrote {r['documents']} documents to {r['bulk']} (validated against {r['mapping']}); load with\n"
+        f"  curl -XPUT HOST/{r['index']} -H 'Content-Type: application/json' --data-binary @{r['mapping']}\n"
+        f"  curl -XPOST HOST/_bulk -H 'Content-Type: application/x-ndjson' --data-binary @{r['bulk']}"))
 
 
 @main.command()

@@ -49,6 +49,7 @@ class IndexStatus:
     verified: str = ""  # how the files were checked: "size+mtime" or "sha256"
     error: str = ""
     serving: int | None = None  # with an error: the older generation searches fall back to, if any
+    shards: list = field(default_factory=list)  # per shard of a sharded index: dir, generation, pages, chunks
 
 
 @dataclass(frozen=True)
@@ -78,6 +79,18 @@ def _dir_size(path: str) -> int:
             except OSError:
                 pass
     return total
+def _pages_of(stores: list[str]):
+    """The pages of several crawl stores (those of crawler processes that shared a frontier are
+    disjoint); a URL found in more than one store is taken once, from its latest fetch."""
+    newest: dict[str, tuple[str, int]] = {}
+    for i, path in enumerate(stores):
+        with CrawlStore(path, read_only=True) as store:
+            for page in store.pages():
+                if page.url not in newest or page.fetched_at > newest[page.url][0]:
+                    newest[page.url] = (page.fetched_at, i)
+    for i, path in enumerate(stores):
+        with CrawlStore(path, read_only=True) as store:
+            yield from (p for p in store.pages() if newest[p.url][1] == i)
 
 
 def default_data_dir() -> str:
@@ -132,21 +145,59 @@ class Engine:
 
     # --- jobs ---------------------------------------------------------------------
     def crawl(self, seeds: list[str], max_pages: int | None = None, progress=None,
-              crawl_config=None) -> CrawlReport:
+              crawl_config=None, frontier: str | None = None) -> CrawlReport:
         """Crawl `seeds` (in a child process) into this data directory's store. `progress(counts)`
-        gets running counts; `crawl_config` replaces the [crawl] settings for this crawl."""
+        gets running counts; `crawl_config` replaces the [crawl] settings for this crawl. With
+        `frontier` (a redis:// URL; default [crawl] frontier) the crawl is shared with the other
+        processes crawling the same seeds through that Redis (see crawler/distributed.py)."""
         os.makedirs(self.data_dir, exist_ok=True)
-        return run_crawl(seeds, crawl_config or self.config.crawl, self.store_path, max_pages, progress=progress)
+        config = crawl_config or self.config.crawl
+        if frontier is not None:
+            try:
+                config = dataclasses.replace(config, frontier=frontier)
+            except ValueError as exc:
+                from core.errors import ConfigError
+                raise ConfigError(str(exc)) from None
+        return run_crawl(seeds, config, self.store_path, max_pages, progress=progress)
 
-    def index(self, progress=None, rebuild: bool = False) -> IndexReport:
-        """Build a new index generation from the store and switch readers to it. `rebuild`
-        re-embeds everything and drops damaged older generations (see build_index)."""
-        if not os.path.exists(self.store_path):
-            from core.errors import StoreError
-            raise StoreError(f"nothing crawled yet in {self.data_dir}; run `fathom crawl URL` first")
+    def index(self, progress=None, rebuild: bool = False, shards: int | None = None,
+              stores: tuple[str, ...] = (), ray: str | None = None) -> IndexReport:
+        """Build a new index generation from the store and switch readers to it.
+
+        `rebuild` re-embeds everything and drops damaged older generations (see build_index).
+        `shards` N > 1 splits pages by a stable hash of their URL into N shards, each its own
+        generation (indexer/shards.py); None keeps the current layout, 1 goes back to one index.
+        `stores` are more crawl stores to index with this one (other crawler processes').
+        `ray` ("auto" or a Ray address) embeds new chunks with Ray Data (indexer/ray_embed.py).
+        With shards, the report sums the shards' counts."""
+        from indexer.shards import build_shards, read_shard_manifest, remove_shard_manifest
+        paths = [self.store_path, *stores]
+        for path in paths:
+            if not os.path.exists(path):
+                from core.errors import StoreError
+                raise StoreError(f"nothing crawled yet in {os.path.dirname(path)}; run `fathom crawl URL` first"
+                                 if path == self.store_path else f"crawl store not found: {path}")
+        if shards is None:
+            current = read_shard_manifest(self.index_root) if os.path.isdir(self.index_root) else None
+            shards = current.shards if current is not None else 1
+        embed = None
+        if ray is not None:
+            from indexer.ray_embed import ray_embed
+            embed = ray_embed(ray, self.config.index)
         kw = {"progress": progress} if progress is not None else {}
-        report = build_index(self.store_path, self.index_root, self.config.index, self.embedder,
-                             rebuild=rebuild, **kw)
+        if shards == 1:
+            report = build_index(self.store_path if len(paths) == 1 else "", self.index_root, self.config.index,
+                                 self.embedder, rebuild=rebuild, embed=embed,
+                                 pages=None if len(paths) == 1 else _pages_of(paths), **kw)
+            remove_shard_manifest(self.index_root)
+        else:
+            reports = build_shards(lambda: _pages_of(paths), self.index_root, self.config.index, self.embedder,
+                                   shards, embed=embed)
+            report = dataclasses.replace(
+                reports[0], pages=sum(r.pages for r in reports), chunks=sum(r.chunks for r in reports),
+                added=sum(r.added for r in reports), removed=sum(r.removed for r in reports),
+                embedded=sum(r.embedded for r in reports), elapsed_s=round(sum(r.elapsed_s for r in reports), 3),
+                settings={**reports[0].settings, "shards": shards})
         with self._load_lock:
             self._index = None
             self._synth = None
@@ -159,12 +210,31 @@ class Engine:
             if self._index is None:
                 if not os.path.isdir(self.index_root):
                     raise IndexNotFound(f"no index in {self.data_dir}; run `fathom crawl URL` then `fathom index`")
-                self._index = HybridIndex.open(self.index_root, self.config.index.embedder,
-                                               threads=self.config.index.threads)
+                from indexer.shards import ShardedIndex, read_shard_manifest
+                if read_shard_manifest(self.index_root) is not None:
+                    self._index = ShardedIndex.open(self.index_root, self.config.index.embedder,
+                                                    threads=self.config.index.threads)
+                else:
+                    self._index = HybridIndex.open(self.index_root, self.config.index.embedder,
+                                                   threads=self.config.index.threads)
             return self._index
 
     def retriever(self) -> HybridRetriever:
-        return HybridRetriever(self.open_index(), self.embedder, self.config.retrieve)
+        """The retriever of the current index; over shards, a ShardedRetriever that fans out."""
+        index = self.open_index()
+        from indexer.shards import ShardedIndex
+        if isinstance(index, ShardedIndex):
+            from retriever.sharded import QueryEmbeddingCache, ShardedRetriever
+            embedder = QueryEmbeddingCache(self.embedder)
+            return ShardedRetriever([HybridRetriever(ix, embedder, self.config.retrieve) for ix in index.shards],
+                                    self.config.retrieve, index)
+        return HybridRetriever(index, self.embedder, self.config.retrieve)
+
+    def ray_retriever(self, address: str = "auto"):
+        """A retriever over this sharded index whose shards are Ray actors on `address` ("auto":
+        a local Ray cluster). Results equal `retriever()`'s; close() stops the actors."""
+        from retriever.ray_shards import start_shards
+        return start_shards(self.index_root, self.config.index.embedder, self.config.retrieve, address)
 
     def search(self, query: str, k: int | None = None, filters: Filters = Filters(),
                rerank: bool | None = None) -> SearchResult:
@@ -215,6 +285,18 @@ class Engine:
             for part in self.synthesizer().stream(question, mode):
                 yield part if isinstance(part, str) else self._with_index_note(part)
 
+    def export_opensearch(self, path: str, name: str = "fathom") -> dict:
+        """Write the current index (every shard) as an OpenSearch bulk body at `path` and the
+        index body (settings + mapping) beside it, then validate the one against the other."""
+        from indexer.opensearch import export, index_body, validate_bulk
+        from indexer.shards import ShardedIndex
+        index = self.open_index()
+        indexes = index.shards if isinstance(index, ShardedIndex) else [index]
+        out = export(indexes, path, name)
+        m = indexes[0].manifest
+        out["validated"] = validate_bulk(path, index_body(m.embedder_dim, m.hnsw_m, m.ef_construction, m.ef_search))
+        return out
+
     def as_query_engine(self, mode: str = "auto"):
         """Fathom's LlamaIndex query engine: `.query(q)` returns a Response whose metadata["answer"]
         is the Answer and whose source_nodes are the cited passages. It calls the models directly,
@@ -245,6 +327,19 @@ class Engine:
             with CrawlStore(self.store_path, read_only=True) as store:
                 crawl = CrawlStatus(**store.stats())
         try:
+            from indexer.shards import read_shard_manifest, shard_dir
+            shards = read_shard_manifest(self.index_root) if os.path.isdir(self.index_root) else None
+            if shards is not None:  # the shards' manifests, summed; settings from the first shard
+                ms = [read_manifest(current_generation(shard_dir(self.index_root, i))) for i in range(shards.shards)]
+                index = IndexStatus(
+                    generation=max(m.generation for m in ms), pages=sum(m.pages for m in ms),
+                    chunks=sum(m.chunks for m in ms), built_at=max(m.built_at for m in ms),
+                    build_s=round(sum(m.build_s for m in ms), 3),
+                    settings={**ms[0].settings(), "shards": shards.shards, "shard_hash": shards.hash},
+                    size_bytes=_dir_size(self.index_root),
+                    shards=[{"dir": d, "generation": m.generation, "pages": m.pages, "chunks": m.chunks}
+                            for d, m in zip(shards.dirs, ms)])
+                return Status(self.data_dir, crawl, index)
             gen = current_generation(self.index_root)
             manifest = read_manifest(gen)
             index = IndexStatus(generation=manifest.generation, pages=manifest.pages, chunks=manifest.chunks,

@@ -2,6 +2,7 @@
 chunk content hash), write tantivy and hnswlib, write the manifest, switch CURRENT."""
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import errno
 import functools
@@ -86,20 +87,26 @@ def _progress(done: int, total: int, started: float) -> None:
 
 
 def build_index(store_path: str, root: str, config: IndexConfig, embedder: Embedder,
-                progress=_progress, rebuild: bool = False) -> IndexReport:
+                progress=_progress, rebuild: bool = False, pages=None,
+                cache: "EmbeddingCache | None" = None, embed=None) -> IndexReport:
     """Build a new generation under `root` from the store at `store_path` and make it current.
 
     The new generation is loaded back before CURRENT is switched to it, so a generation that
     does not load is never made current. `rebuild` trusts nothing on disk: it re-embeds every
     chunk (no embedding cache), ignores the previous generations, and afterwards deletes the
     older ones that fail their checksums. A write that fails (disk full, read-only directory)
-    raises WriteError and leaves the current generation as it was."""
+    raises WriteError and leaves the current generation as it was.
+
+    `pages` (an iterable of Page) replaces reading the store, e.g. one shard's pages of several
+    stores; a `cache` passed in is shared with other builds and saved by the caller. `embed`
+    (list of texts -> float32 array) replaces embedding in this process, e.g. by Ray Data."""
     started = time.monotonic()
     try:
         os.makedirs(root, exist_ok=True)
         with WriterLock(root):
             try:
-                return _build_locked(store_path, root, config, embedder, progress, rebuild, started)
+                return _build_locked(store_path, root, config, embedder, progress, rebuild, started,
+                                     pages, cache, embed)
             except OSError:
                 prune(root, config.keep_generations, unfinished_only=True)
                 raise
@@ -109,7 +116,7 @@ def build_index(store_path: str, root: str, config: IndexConfig, embedder: Embed
 
 
 def _build_locked(store_path: str, root: str, config: IndexConfig, embedder: Embedder, progress,
-                  rebuild: bool, started: float) -> IndexReport:
+                  rebuild: bool, started: float, pages, cache, embed) -> IndexReport:
     prune(root, config.keep_generations)
     old_hashes: set[str] = set()
     if not rebuild:
@@ -119,23 +126,32 @@ def _build_locked(store_path: str, root: str, config: IndexConfig, embedder: Emb
             pass  # no or a damaged current generation: everything counts as added
     spec = chunk_spec(config, embedder)
     chunks: list[Chunk] = []
-    with CrawlStore(store_path, read_only=True) as store:
-        pages = 0
-        for page in store.pages():
+    source, pages = pages, 0
+    with CrawlStore(store_path, read_only=True) if source is None else _nothing() as store:
+        for page in store.pages() if source is None else source:
             pages += 1
             chunks.extend(chunk_page(page, spec, first_id=len(chunks)))
-    cache = EmbeddingCache(root, embedder.name, load=not rebuild)
+    own_cache = cache is None
+    if own_cache:
+        cache = EmbeddingCache(root, embedder.name, load=not rebuild)
     todo = [c for c in chunks if c.content_hash not in cache.vectors]
     # longest first in one order: each embedding batch holds texts of similar length (little padding)
     todo = sorted({c.content_hash: c for c in todo}.values(), key=lambda c: -len(c.embed_text()))
     batch = max(1, config.embed_batch_size) * 4
     t0 = time.monotonic()
-    for i in range(0, len(todo), batch):
-        part = todo[i:i + batch]
+    todo_left = todo
+    if embed is not None and todo:
+        vecs = embed([c.embed_text() for c in todo])
+        for c, v in zip(todo, vecs):
+            cache.vectors[c.content_hash] = np.asarray(v, np.float32)
+        progress(len(todo), len(todo), t0)
+        todo_left = []
+    for i in range(0, len(todo_left), batch):
+        part = todo_left[i:i + batch]
         vecs = embedder.embed_documents([c.embed_text() for c in part], config.embed_batch_size)
         for c, v in zip(part, vecs):
             cache.vectors[c.content_hash] = v
-        progress(min(i + batch, len(todo)), len(todo), t0)
+        progress(min(i + batch, len(todo_left)), len(todo_left), t0)
     gen_no = next_generation_number(root)
     final = os.path.join(root, f"gen-{gen_no:06d}")
     tmp = final + ".tmp"
@@ -176,10 +192,11 @@ def _build_locked(store_path: str, root: str, config: IndexConfig, embedder: Emb
         raise OSError(errno.EIO, f"the new generation does not load back ({exc}); is the disk full?") from None
     os.rename(tmp, final)
     switch_current(root, final)
-    try:
-        cache.save([c.content_hash for c in chunks])
-    except OSError:
-        pass  # the cache only saves re-embedding next time; the new generation is complete
+    if own_cache:
+        try:
+            cache.save([c.content_hash for c in chunks])
+        except OSError:
+            pass  # the cache only saves re-embedding next time; the new generation is complete
     prune(root, config.keep_generations)
     if rebuild:
         _drop_damaged(root, final)
@@ -199,6 +216,11 @@ def _drop_damaged(root: str, keep: str) -> None:
             verify_files(gen, read_manifest(gen), full=True)
         except FathomError:
             shutil.rmtree(gen, ignore_errors=True)
+
+
+@contextlib.contextmanager
+def _nothing():
+    yield None
 
 
 def write_chunks(directory: str, chunks: list[Chunk]) -> None:

