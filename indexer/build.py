@@ -22,6 +22,7 @@ from indexer.generations import (WriterLock, current_generation, next_generation
 from indexer.lexical import SCHEMA_VERSION, write_lexical
 from core.files import sha256_file
 from indexer.manifest import FORMAT_VERSION, IndexManifest, write_manifest
+from indexer.pages import PAGE_DIR, write_pages
 from indexer.vectors import build_hnsw, save_hnsw
 
 CHUNK_TABLE = "chunks.jsonl.xz"
@@ -97,10 +98,12 @@ def build_index(store_path: str, root: str, config: IndexConfig, embedder: Embed
             prev = None
         spec = chunk_spec(config, embedder)
         chunks: list[Chunk] = []
+        page_list = []
         with CrawlStore(store_path, read_only=True) as store:
             pages = 0
             for page in store.pages():
                 pages += 1
+                page_list.append(page)
                 chunks.extend(chunk_page(page, spec, first_id=len(chunks)))
         cache = EmbeddingCache(root, embedder.name)
         todo = [c for c in chunks if c.content_hash not in cache.vectors]
@@ -119,6 +122,7 @@ def build_index(store_path: str, root: str, config: IndexConfig, embedder: Embed
         tmp = final + ".tmp"
         os.makedirs(os.path.join(tmp, "tantivy"))
         write_lexical(os.path.join(tmp, "tantivy"), chunks)
+        write_pages(os.path.join(tmp, PAGE_DIR), page_list)
         vectors = (np.stack([cache.vectors[c.content_hash] for c in chunks]) if chunks
                    else np.zeros((0, embedder.dim), np.float32))
         ids = np.array([c.chunk_id for c in chunks], dtype=np.int64)

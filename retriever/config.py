@@ -18,6 +18,8 @@ class RetrieveConfig:
     max_chunks_per_page: int = 1
     snippet_chars: int = 240
     max_query_chars: int = 2000
+    page_weight: float = 1.0  # page-level BM25 ranking fused into hybrid (RRF weight; 0 turns it off)
+    page_candidates: int = 50  # pages taken from the page-level BM25
     rerank: bool = False
     rerank_candidates: int = 20
     rerank_weight: float = 1.0  # weight of the cross-encoder's rank against the fused rank (RRF, rrf_k)
@@ -26,8 +28,9 @@ class RetrieveConfig:
     rerank_threads: int = 2
 
     def __post_init__(self) -> None:
-        if self.k < 1 or self.bm25_candidates < 0 or self.dense_candidates < 0:
-            raise ValueError("k must be >= 1 and candidate depths >= 0")
+        if self.k < 1 or self.bm25_candidates < 0 or self.dense_candidates < 0 or self.page_candidates < 0 \
+                or self.page_weight < 0:
+            raise ValueError("k must be >= 1 and candidate depths and page_weight >= 0")
         if self.fusion not in ("rrf", "wsum"):
             raise ValueError("fusion must be 'rrf' or 'wsum'")
         if self.rerank_candidates < 1 or self.rerank_budget_ms <= 0 or self.rerank_max_tokens < 16:
