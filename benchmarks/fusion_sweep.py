@@ -33,10 +33,10 @@ from retriever.fusion import reciprocal_rank_fusion  # noqa: E402
 
 CHUNK_BOOSTS = {"t2h1.5": {"title": 2.0, "heading": 1.5, "body": 1.0},
                 "t1h1": {"title": 1.0, "heading": 1.0, "body": 1.0},
-                "t3h2": {"title": 3.0, "heading": 2.0, "body": 1.0}}
+                "t1h1.5": {"title": 1.0, "heading": 1.5, "body": 1.0}}
 PAGE_VARIANTS = {"plain": {"title": 2.0, "body": 1.0},
-                 "all": {"title": 2.0, "headings": 1.0, "urlwords": 1.0, "body": 1.0},
-                 "all-t3": {"title": 3.0, "headings": 1.5, "urlwords": 1.5, "body": 1.0}}
+                 "t1h1": {"title": 1.0, "headings": 1.0, "body": 1.0},
+                 "t1h1u1": {"title": 1.0, "headings": 1.0, "urlwords": 1.0, "body": 1.0}}
 
 
 def chunk_search(lex, query: str, n: int, boosts: dict) -> list[int]:
@@ -108,9 +108,9 @@ def main() -> None:
     keys = ("k", "depth", "bm25_w", "dense_w", "page_w", "page_depth", "chunk_boosts", "page_fields")
     # stage 1: fusion constants with the default field boosts
     grid = [dict(zip(keys, v)) for v in itertools.product(
-        (10, 30, 60, 100), (50, 100, 200), (0.5, 1.0), (1.0, 1.5), (0.0, 0.5, 1.0, 1.5, 2.0), (20, 50, 100),
-        ("t2h1.5",), ("all",))]
-    grid = [g for g in grid if not (g["page_w"] == 0 and g["page_depth"] != 50)]
+        (10, 30, 60), (50, 100, 200), (0.0, 0.5, 1.0), (1.0, 1.5), (0.0, 0.5, 1.0, 1.5, 2.0), (50, 100),
+        ("t2h1.5",), ("t1h1",))]
+    grid = [g for g in grid if not (g["page_w"] == 0 and g["page_depth"] != 50) and (g["bm25_w"] or g["page_w"])]
     def run(settings):
         rows = []
         for g in settings:
