@@ -132,7 +132,7 @@ def search(ctx, query, k, url_prefix, hosts, since, until, date_field, langs, re
     result = _engine(ctx).search(query, k=k, filters=filters, rerank=rerank)
     data = {"hits": [{"url": h.url, "title": h.title, "score": h.score, "snippet": h.snippet,
                       "heading": h.heading, "bm25_rank": h.bm25_rank, "bm25_score": h.bm25_score,
-                      "dense_rank": h.dense_rank, "dense_score": h.dense_score,
+                      "dense_rank": h.dense_rank, "dense_score": h.dense_score, "page_rank": h.page_rank,
                       "rerank_rank": h.rerank_rank, "rerank_score": h.rerank_score}
                      for h in result.hits],
             "timings_ms": {k_: round(v, 2) for k_, v in result.timings_ms.items()},
@@ -148,8 +148,9 @@ def search(ctx, query, k, url_prefix, hosts, since, until, date_field, langs, re
             if explain:
                 bm25 = (f"bm25 #{h['bm25_rank']} ({h['bm25_score']:.2f})" if h["bm25_rank"] else "bm25 -")
                 dense = (f"dense #{h['dense_rank']} (cos {h['dense_score']:.3f})" if h["dense_rank"] else "dense -")
+                page = f"page #{h['page_rank']}" if h["page_rank"] else "page -"
                 rr = (f", rerank #{h['rerank_rank']} ({h['rerank_score']:.2f})" if h["rerank_rank"] else "")
-                click.echo(f"   explain: {bm25}, {dense}, fused {h['score']:.5f}{rr}")
+                click.echo(f"   explain: {bm25}, {dense}, {page}, fused {h['score']:.5f}{rr}")
             click.echo("")
     _emit(data, as_json, human)
 

@@ -33,7 +33,7 @@ def test_status_json_shows_persisted_settings(built_engine):
     data = json.loads(out.stdout)
     settings = data["index"]["settings"]
     assert settings["ef_construction"] == 200 and settings["compression_level"] == 4
-    assert settings["embedder"] == "all-MiniLM-L6-v2"
+    assert settings["embedder"] == "all-MiniLM-L6-v2-int8"
     assert data["crawl"]["pages"] == 4
 
 
@@ -77,7 +77,7 @@ def test_eval_prints_metrics_per_engine(built_engine, tmp_path):
 def test_search_explain_names_the_engines(built_engine):
     out = fathom("search", "compost heap", "-k", "2", "--explain", "--data", built_engine.data_dir)
     assert out.returncode == 0, out.stderr
-    assert "explain: bm25 #" in out.stdout and "dense #" in out.stdout and "fused" in out.stdout
+    assert "explain: bm25 #" in out.stdout and "dense #" in out.stdout and "page #1" in out.stdout and "fused" in out.stdout
     assert "rerank #" not in out.stdout
     out = fathom("search", "compost heap", "-k", "2", "--explain", "--rerank", "--data", built_engine.data_dir)
     assert out.returncode == 0, out.stderr

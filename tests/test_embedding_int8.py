@@ -14,9 +14,10 @@ TEXTS = ["Turn the compost heap every two weeks so it breaks down evenly.",
          " ".join(["Watering in the morning keeps fungal disease away from the leaves."] * 40)]  # > 256 tokens
 
 
-def test_int8_vectors_match_torch_minilm(embedder):
+def test_int8_vectors_match_torch_minilm():
     from indexer.embedding import load_embedder
 
+    embedder = load_embedder("all-MiniLM-L6-v2")  # the torch model it is exported from
     int8 = load_embedder("all-MiniLM-L6-v2-int8")
     assert (int8.dim, int8.max_tokens) == (embedder.dim, embedder.max_tokens)
     ours, ref = int8.embed_documents(TEXTS), embedder.embed_documents(TEXTS)
