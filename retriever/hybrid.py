@@ -136,7 +136,11 @@ class HybridRetriever:
             dense = self._dense(np.asarray(qvec, np.float32), cfg.dense_candidates, filters)
             timings["dense_ms"] = (time.perf_counter() - t) * 1000
         page_ranks: dict[str, int] = {}
-        if engines in ("page", "naive") or (engines == "hybrid" and cfg.page_weight > 0):
+        wants_pages = engines in ("page", "naive") or (engines == "hybrid" and cfg.page_weight > 0)
+        if wants_pages and self.index.pages is None:
+            notes.append("this index generation has no page-level BM25 (built before it); "
+                         "run `fathom index --rebuild` to add it")
+        if wants_pages:
             t = time.perf_counter()
             page_ranks = self._pages(query, cfg.page_candidates if engines == "hybrid" else max(cfg.bm25_candidates, k),
                                      filters, PAGE_BOOSTS if engines == "hybrid" else PLAIN_BOOSTS)
