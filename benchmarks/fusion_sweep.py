@@ -98,6 +98,7 @@ def main() -> None:
     ap.add_argument("--offset", type=int, default=0)
     ap.add_argument("--config", default=None)
     ap.add_argument("--json", default="")
+    ap.add_argument("--write-config", default="", help="write the best setting by mean as a TOML [retrieve] table")
     args = ap.parse_args()
     config = load_config(args.config)
     sites = {}
@@ -136,6 +137,18 @@ def main() -> None:
     if args.json:
         with open(args.json, "w") as f:
             json.dump(out, f)
+    if args.write_config:
+        top = max(stage1 + stage2, key=lambda r: r["mean"])
+        cb, pf = CHUNK_BOOSTS[top["chunk_boosts"]], PAGE_VARIANTS[top["page_fields"]]
+        values = {"rrf_k": top["k"], "bm25_candidates": top["depth"] if top["bm25_w"] else 0,
+                  "dense_candidates": top["depth"], "bm25_weight": top["bm25_w"], "dense_weight": top["dense_w"],
+                  "title_boost": cb["title"], "heading_boost": cb["heading"], "page_weight": top["page_w"],
+                  "page_candidates": top["page_depth"], "page_title_boost": pf.get("title", 0.0),
+                  "page_heading_boost": pf.get("headings", 0.0), "page_url_boost": pf.get("urlwords", 0.0)}
+        with open(args.write_config, "w") as f:
+            f.write(f"# best mean nDCG@10 {top['mean']} over {', '.join(names)} (benchmarks/fusion_sweep.py)\n[retrieve]\n")
+            f.writelines(f"{k} = {float(v) if isinstance(v, float) else v}\n" for k, v in values.items())
+        print(f"wrote {args.write_config}")
 
 
 if __name__ == "__main__":

@@ -72,18 +72,20 @@ class LexicalIndex:
 
     def search(self, text: str, limit: int, url_prefix: str = "", hosts: tuple[str, ...] = (),
                since: str = "", until: str = "", date_field: str = "changed_at",
-               langs: tuple[str, ...] = ()) -> list[tuple[int, float]]:
+               langs: tuple[str, ...] = (), boosts: dict[str, float] | None = None) -> list[tuple[int, float]]:
         """(chunk_id, bm25 score) best first; an empty list when no term matches. `url_prefix`,
         `hosts`, the date range `since`..`until` on `date_field` and `langs` filter inside
-        tantivy, before the top `limit` are taken (semantics in indexer.filtering)."""
+        tantivy, before the top `limit` are taken (semantics in indexer.filtering). `boosts`
+        weighs the text fields (default FIELD_BOOSTS; a field at 0 is not searched)."""
         if date_field not in DATE_FIELDS:
             raise ValueError(f"date_field must be one of {DATE_FIELDS}, got {date_field!r}")
         lower, upper = date_bounds(since, until)
         terms = query_terms(text)
         if not terms or limit <= 0:
             return []
-        query, _errors = self.index.parse_query_lenient(" ".join(terms), list(TEXT_FIELDS),
-                                                        field_boosts=FIELD_BOOSTS)
+        boosts = boosts or FIELD_BOOSTS
+        query, _errors = self.index.parse_query_lenient(" ".join(terms), [f for f in TEXT_FIELDS if boosts.get(f)],
+                                                        field_boosts=boosts)
         schema = self.index.schema
         filters = []
         if url_prefix:

@@ -72,7 +72,7 @@ class PageIndex:
         terms = query_terms(text)
         if not terms or limit <= 0:
             return []
-        boosts = boosts or PAGE_BOOSTS
+        boosts = {f: b for f, b in (boosts or PAGE_BOOSTS).items() if b} or PAGE_BOOSTS
         query, _errors = self.index.parse_query_lenient(" ".join(terms), list(boosts), field_boosts=boosts)
         result = self.searcher.search(query, limit)
         return [(self.searcher.doc(addr)["url"][0], float(score)) for score, addr in result.hits]

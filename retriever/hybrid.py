@@ -13,7 +13,7 @@ from indexer.embedding import Embedder
 from indexer.filtering import DATE_FIELDS, date_bounds, in_date_range, lang_key
 from indexer.hybrid_index import HybridIndex
 from indexer.lexical import query_terms
-from indexer.pages import PAGE_BOOSTS, PLAIN_BOOSTS
+from indexer.pages import PLAIN_BOOSTS
 from retriever.config import RetrieveConfig
 from retriever.fusion import reciprocal_rank_fusion, weighted_score_fusion
 
@@ -124,7 +124,8 @@ class HybridRetriever:
         lexical = self.index.lexical.search(query, cfg.bm25_candidates if engines in ("hybrid", "bm25") else 0,
                                             filters.url_prefix, filters.hosts, since=filters.since,
                                             until=filters.until, date_field=filters.date_field,
-                                            langs=filters.langs)
+                                            langs=filters.langs, boosts={"title": cfg.title_boost,
+                                            "heading": cfg.heading_boost, "body": 1.0})
         timings["bm25_ms"] = (time.perf_counter() - t) * 1000
         dense: list[tuple[int, float]] = []
         if cfg.dense_candidates > 0 and engines in ("hybrid", "dense", "naive") \
@@ -143,7 +144,9 @@ class HybridRetriever:
         if wants_pages:
             t = time.perf_counter()
             page_ranks = self._pages(query, cfg.page_candidates if engines == "hybrid" else max(cfg.bm25_candidates, k),
-                                     filters, PAGE_BOOSTS if engines == "hybrid" else PLAIN_BOOSTS)
+                                     filters, PLAIN_BOOSTS if engines != "hybrid" else {
+                                         "title": cfg.page_title_boost, "headings": cfg.page_heading_boost,
+                                         "urlwords": cfg.page_url_boost, "body": 1.0})
             timings["page_ms"] = (time.perf_counter() - t) * 1000
         t = time.perf_counter()
         if engines == "page":
