@@ -104,14 +104,25 @@ def main() -> None:
     sites = {}
     for data, qrels in args.site:
         name = os.path.basename(qrels).split("_")[0].split(".")[0]
+        name = name if name not in sites else f"{name}{len(sites) + 1}"
         sites[name] = collect(data, qrels, args.limit, args.offset, config)
         print(f"{name}: {len(sites[name]['rows'])} queries collected", flush=True)
     keys = ("k", "depth", "bm25_w", "dense_w", "page_w", "page_depth", "chunk_boosts", "page_fields")
+    base = {"k": 60, "depth": 100, "bm25_w": 1.0, "dense_w": 1.0, "page_w": 1.0, "page_depth": 50,
+            "chunk_boosts": "t2h1.5", "page_fields": "t1h1"}
     # stage 1: fusion constants with the default field boosts
     grid = [dict(zip(keys, v)) for v in itertools.product(
         (10, 30, 60), (50, 100, 200), (0.0, 0.5, 1.0), (1.0, 1.5), (0.0, 0.5, 1.0, 1.5, 2.0), (50, 100),
         ("t2h1.5",), ("t1h1",))]
     grid = [g for g in grid if not (g["page_w"] == 0 and g["page_depth"] != 50) and (g["bm25_w"] or g["page_w"])]
+    singles = [{**base, "label": label, **over} for label, over in (
+        ("bm25 (chunks)", {"dense_w": 0.0, "page_w": 0.0}),
+        ("dense", {"bm25_w": 0.0, "page_w": 0.0}),
+        ("page BM25 (title x2 + body)", {"bm25_w": 0.0, "dense_w": 0.0, "page_depth": 100, "page_fields": "plain"}),
+        ("naive: page BM25 + dense, RRF 60", {"bm25_w": 0.0, "page_depth": 100, "page_fields": "plain"}),
+        ("hybrid before issue 14", {"page_w": 0.0}),
+        ("hybrid, issue 14 defaults", {"bm25_w": 1.0, "page_w": 1.0, "page_depth": 50, "page_fields": "t1h1"}))]
+
     def run(settings):
         rows = []
         for g in settings:
@@ -119,15 +130,15 @@ def main() -> None:
             rows.append({**g, **per, "mean": round(statistics.fmean(per.values()), 4)})
         return rows
 
-    base, stage1 = run(singles), run(grid)
+    fixed, stage1 = run(singles), run(grid)
     best = max(stage1, key=lambda r: r["mean"])
     # stage 2: field boosts of the chunk and page queries around the best stage-1 setting
     stage2 = run([{**{k: best[k] for k in keys}, "chunk_boosts": cb, "page_fields": pf, "page_w": pw}
                   for cb in CHUNK_BOOSTS for pf in PAGE_VARIANTS for pw in (best["page_w"], 1.0)])
-    out = base + stage1 + stage2
+    out = fixed + stage1 + stage2
     names = list(sites)
     print(f"{'setting':<70} " + " ".join(f"{n:>7}" for n in names) + f" {'mean':>7}")
-    for r in base:
+    for r in fixed:
         print(f"{r['label']:<70} " + " ".join(f"{r[n]:>7.4f}" for n in names) + f" {r['mean']:>7.4f}")
     print("best 15 by mean (stage 1 then stage 2):")
     for r in sorted(stage1, key=lambda r: -r["mean"])[:15] + sorted(stage2, key=lambda r: -r["mean"])[:10]:
