@@ -37,7 +37,7 @@ from indexer.embedding import load_embedder  # noqa: E402
 from retriever.evaluation import load_judged  # noqa: E402
 
 QRELS = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "..", "shared", "eval",
-                     "pg_qrels.dev.jsonl")
+                     "pg_qrels.dev.jsonl")  # ../shared beside the clone; elsewhere pass --qrels
 
 
 def loadavg() -> str:
@@ -83,6 +83,8 @@ def main() -> None:
     base = load_embedder("all-MiniLM-L6-v2", args.threads)
     texts, total = sample_texts(args.data, args.sample, base)
     queries = [j.query for j in load_judged(args.qrels, args.queries)] if os.path.exists(args.qrels) else []
+    if not queries:
+        print(f"no queries ({args.qrels} not found): query ms and top-10 overlap are left out", flush=True)
     print(f"{len(texts)} of {total} chunks; load average at start {loadavg()}", flush=True)
     variants = [("torch fp32 (baseline)", "all-MiniLM-L6-v2", like_build),
                 ("int8 ONNX, length-bucketed", "all-MiniLM-L6-v2-int8", like_build),
