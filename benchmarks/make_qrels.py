@@ -1,4 +1,4 @@
-"""Derive a retrieval qrels set from a Sphinx-built site's own general index (genindex.html).
+"""Derive a retrieval qrels set from a site's own index: Sphinx genindex.html or Texinfo index pages.
 
     python benchmarks/make_qrels.py /usr/share/doc/sphinx-doc/html --site sphinx \\
         -o benchmarks/data/sphinx_qrels.jsonl
@@ -14,9 +14,14 @@ per word order ("epub_fix_images configuration value", "configuration value epub
 the index itself are left out. The rows are shuffled with a fixed seed, so `--limit N` of
 `fathom eval` takes an unbiased subset rather than the entries that sort first.
 
+A site without genindex.html is read as a Texinfo HTML manual: every page holding a
+`<table class="index-cp">` (concept index) or `index-fn` (function/macro index) is a back-of-book
+index, one entry per row ("arguments, joining" -> Shift.html).
+
 The sites (Debian packages; install with `apt-get install -y --no-install-recommends PKG`):
   sphinx-doc         -> /usr/share/doc/sphinx-doc/html          (Sphinx 5.3 manual, 137 pages)
   python-scrapy-doc  -> /usr/share/doc/python-scrapy-doc/html   (Scrapy 2.8 docs, 125 pages)
+  m4-doc             -> /usr/share/doc/m4                       (GNU M4 manual, Texinfo, 105 pages)
 Output rows: {"qid", "query", "relevant": ["page.html", ...]}, the pg_qrels format."""
 from __future__ import annotations
 
@@ -61,14 +66,38 @@ def entries(index_html: str):
                     yield (f"{term} {extra}" if extra else term), a.get("href")
 
 
-def build(root: str, site: str, max_relevant: int, seed: int) -> list[dict]:
+def texinfo_entries(index_html: str):
+    """(query, linked page) pairs of a Texinfo index page (rows of table.index-cp / index-fn ...)."""
+    tree = lxml_html.fromstring(index_html)
+    for row in tree.xpath('//table[starts-with(@class, "index-")]//tr'):
+        cells = row.findall("td")
+        link = cells[1].find("a") if len(cells) > 1 else None
+        if link is not None and link.get("href"):
+            term = " ".join(link.text_content().replace(",", " ").split())
+            if term:
+                yield term, link.get("href")
+
+
+def site_entries(root: str):
     path = os.path.join(root, "genindex.html")
-    with open(path, encoding="utf-8") as f:
-        page = f.read()
+    if os.path.exists(path):
+        with open(path, encoding="utf-8") as f:
+            yield from entries(f.read())
+        return
+    for name in sorted(os.listdir(root)):
+        if name.endswith(".html"):
+            with open(os.path.join(root, name), encoding="utf-8", errors="replace") as f:
+                text = f.read()
+            if 'class="index-' in text:
+                yield from texinfo_entries(text)
+
+
+def build(root: str, site: str, max_relevant: int, seed: int) -> list[dict]:
     merged: dict[str, tuple[str, dict[str, None]]] = {}
-    for query, href in entries(page):
+    for query, href in site_entries(root):
         target = href.split("#", 1)[0].lstrip("/")
-        if not target or "://" in href or target.startswith(("genindex", "search", "py-modindex")):
+        if not target or "://" in href or target.startswith(("genindex", "search", "py-modindex")) \
+                or target.endswith("-index.html"):
             continue
         if not os.path.exists(os.path.join(root, target)):
             continue
@@ -88,9 +117,11 @@ def main() -> None:
     ap.add_argument("--max-relevant", type=int, default=10)
     ap.add_argument("--seed", type=int, default=14)
     args = ap.parse_args()
-    if not os.path.exists(os.path.join(args.root, "genindex.html")):
-        sys.exit(f"no genindex.html under {args.root}: install the site's Debian package (see --help)")
+    if not os.path.isdir(args.root):
+        sys.exit(f"no site at {args.root}: install the site's Debian package (see --help)")
     rows = build(args.root, args.site, args.max_relevant, args.seed)
+    if not rows:
+        sys.exit(f"no index entries under {args.root} (no genindex.html or Texinfo index pages)")
     with open(args.out, "w", encoding="utf-8") as f:
         for r in rows:
             f.write(json.dumps(r, ensure_ascii=False) + "\n")
