@@ -43,3 +43,19 @@ def test_generator_says_what_to_install(tmp_path):
     run = subprocess.run([sys.executable, os.path.join(ROOT, "benchmarks", "make_qrels.py"), str(tmp_path),
                           "--site", "t", "-o", str(tmp_path / "q.jsonl")], capture_output=True, text=True)
     assert run.returncode == 1 and "no index entries" in run.stderr
+
+
+def test_generator_reads_texinfo_index_pages(tmp_path):
+    site = tmp_path / "m4"
+    site.mkdir()
+    (site / "Concept-index.html").write_text(
+        '<table class="index-cp"><tr><td></td><td><a href="Shift.html#index-x">arguments, joining</a>:</td>'
+        '<td></td><td><a href="Shift.html">Shift</a></td></tr>'
+        '<tr><th>B</th></tr></table>')
+    (site / "Shift.html").write_text("<html></html>")
+    out = tmp_path / "q.jsonl"
+    run = subprocess.run([sys.executable, os.path.join(ROOT, "benchmarks", "make_qrels.py"), str(site),
+                          "--site", "m4", "-o", str(out)], capture_output=True, text=True)
+    assert run.returncode == 0, run.stderr
+    assert [json.loads(line) for line in out.read_text().splitlines()] == [
+        {"qid": "m4-1", "query": "arguments joining", "relevant": ["Shift.html"]}]
