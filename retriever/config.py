@@ -9,11 +9,11 @@ class RetrieveConfig:
     """Candidate depths per engine, fusion and result shaping."""
 
     k: int = 10
-    bm25_candidates: int = 100
-    dense_candidates: int = 100
+    bm25_candidates: int = 200
+    dense_candidates: int = 200
     fusion: str = "rrf"  # "rrf" (reciprocal rank fusion) or "wsum" (normalised weighted score sum)
-    rrf_k: int = 60
-    bm25_weight: float = 1.0
+    rrf_k: int = 30
+    bm25_weight: float = 0.5
     dense_weight: float = 1.0
     max_chunks_per_page: int = 1
     snippet_chars: int = 240
