@@ -170,8 +170,9 @@ def search(ctx, query, k, url_prefix, hosts, since, until, date_field, langs, re
             if explain:
                 bm25 = (f"bm25 #{h['bm25_rank']} ({h['bm25_score']:.2f})" if h["bm25_rank"] else "bm25 -")
                 dense = (f"dense #{h['dense_rank']} (cos {h['dense_score']:.3f})" if h["dense_rank"] else "dense -")
+                page = f"page #{h['page_rank']}" if h["page_rank"] else "page -"
                 rr = (f", rerank #{h['rerank_rank']} ({h['rerank_score']:.2f})" if h["rerank_rank"] else "")
-                click.echo(f"   explain: {bm25}, {dense}, fused {h['score']:.5f}{rr}")
+                click.echo(f"   explain: {bm25}, {dense}, {page}, fused {h['score']:.5f}{rr}")
             click.echo("")
     _emit(data, as_json, human)
 
@@ -180,7 +181,7 @@ def search_dict(result) -> dict:
     """The JSON of `fathom search --json` (and of the web API's /api/search)."""
     return {"hits": [{"url": h.url, "title": h.title, "score": h.score, "snippet": h.snippet,
                       "heading": h.heading, "bm25_rank": h.bm25_rank, "bm25_score": h.bm25_score,
-                      "dense_rank": h.dense_rank, "dense_score": h.dense_score,
+                      "dense_rank": h.dense_rank, "dense_score": h.dense_score, "page_rank": h.page_rank,
                       "rerank_rank": h.rerank_rank, "rerank_score": h.rerank_score}
                      for h in result.hits],
             "timings_ms": {k_: round(v, 2) for k_, v in result.timings_ms.items()},
@@ -269,9 +270,14 @@ def status(ctx, verify, as_json, data_, config_):
 
 
 @main.command(name="eval")
-@click.argument("path", type=click.Path(exists=True, dir_okay=False))
+@click.argument("path", type=click.Path(exists=True, dir_okay=False), required=False)
 @click.option("--engines", default="bm25,dense,hybrid", show_default=True,
-              help="Comma-separated engine settings to score: bm25, dense, hybrid, rerank (hybrid + cross-encoder).")
+              help="Comma-separated engine settings to score: bm25, dense, hybrid, rerank (hybrid + cross-encoder), "
+                   "page (page-level BM25 alone), naive (page BM25 + dense, RRF k=60: the shared/eval baseline).")
+@click.option("--site", "sites", nargs=2, multiple=True, metavar="DATA_DIR QRELS",
+              type=(click.Path(file_okay=False), click.Path(exists=True, dir_okay=False)),
+              help="Score a qrels file against the index in DATA_DIR (repeatable): one table over all sites, "
+                   "with the mean over sites per engine. Replaces PATH and --data.")
 @click.option("--limit", type=click.IntRange(min=1), default=None, help="Score only the first N queries.")
 @click.option("--qa", is_flag=True, help="Answer the questions of a QA file and score the answers per mode.")
 @click.option("--modes", default="fast,slow,auto", show_default=True, help="With --qa: modes to score.")
@@ -280,10 +286,18 @@ def status(ctx, verify, as_json, data_, config_):
 @click.option("--json", "as_json", is_flag=True)
 @_data_option
 @click.pass_context
-def eval_cmd(ctx, path, engines, limit, qa, modes, unanswerable, as_json, data_, config_):
+def eval_cmd(ctx, path, engines, limit, qa, modes, unanswerable, sites, as_json, data_, config_):
     """Score retrieval on a qrels file (query + relevant pages) or a QA file (question + source page):
-    nDCG@10, Recall@10, MRR@10, hit@5 and latency per engine setting. With --qa, score answers."""
+    nDCG@10, Recall@10, MRR@10, hit@5 and latency per engine setting. With --qa, score answers.
+    With --site DATA_DIR QRELS (repeatable), score several sites in one per-site table."""
     _apply(ctx, data_, config_)
+    if sites:
+        if path or qa:
+            raise click.UsageError("--site replaces PATH and cannot be combined with --qa")
+        _eval_sites(ctx, sites, engines, limit, as_json)
+        return
+    if not path:
+        raise click.UsageError("give a qrels/QA file PATH, or --site DATA_DIR QRELS")
     if qa:
         chosen_modes = tuple(m.strip() for m in modes.split(",") if m.strip())
         if any(m not in ("fast", "slow", "auto") for m in chosen_modes):
@@ -301,10 +315,7 @@ def eval_cmd(ctx, path, engines, limit, qa, modes, unanswerable, as_json, data_,
                            f"{r['tokens_per_s']:>6.1f}")
         _emit(data, as_json, human_qa)
         return
-    chosen = tuple(e.strip() for e in engines.split(",") if e.strip())
-    bad = [e for e in chosen if e not in ("bm25", "dense", "hybrid", "rerank")]
-    if bad:
-        raise click.BadParameter(f"unknown engine(s) {bad}", param_hint="--engines")
+    chosen = _eval_engines(engines)
     results = _engine(ctx).evaluate(path, chosen, limit)
     data = {"file": path, "results": [{k: v for k, v in dataclasses.asdict(r).items() if k != "per_query"}
                                       for r in results]}
@@ -315,6 +326,35 @@ def eval_cmd(ctx, path, engines, limit, qa, modes, unanswerable, as_json, data_,
         for r in d["results"]:
             click.echo(f"{r['engines']:<8} {r['queries']:>7} {r['ndcg_at_10']:>8.3f} {r['recall_at_10']:>7.3f} "
                        f"{r['mrr_at_10']:>7.3f} {r['hit_at_5']:>6.3f} {r['p50_ms']:>7.1f} {r['p95_ms']:>7.1f}")
+    _emit(data, as_json, human)
+
+
+def _eval_engines(engines: str) -> tuple[str, ...]:
+    chosen = tuple(e.strip() for e in engines.split(",") if e.strip())
+    bad = [e for e in chosen if e not in ("bm25", "dense", "hybrid", "rerank", "page", "naive")]
+    if bad or not chosen:
+        raise click.BadParameter(f"unknown engine(s) {bad}" if bad else "no engines given", param_hint="--engines")
+    return chosen
+
+
+def _eval_sites(ctx, sites, engines: str, limit, as_json: bool) -> None:
+    from fathom.config import load_config
+    from fathom.engine import evaluate_sites
+
+    chosen = _eval_engines(engines)
+    data = evaluate_sites(list(sites), chosen, limit, load_config(ctx.obj["config"]), log=_log)
+
+    def human(d):
+        names = [s["site"] for s in d["sites"]]
+        width = max(8, *(len(n) for n in names))
+        for metric, label in (("ndcg_at_10", "nDCG@10"), ("recall_at_10", "Recall@10"), ("mrr_at_10", "MRR@10")):
+            click.echo(f"{label:<8} " + " ".join(f"{n:>{width}}" for n in names) + f" {'mean':>{width}}")
+            for e in d["engines"]:
+                vals = [s["results"][e][metric] for s in d["sites"]]
+                click.echo(f"{e:<8} " + " ".join(f"{v:>{width}.3f}" for v in vals)
+                           + f" {d['mean'][e][metric]:>{width}.3f}")
+            click.echo("")
+        click.echo("queries: " + ", ".join(f"{s['site']} {s['queries']}" for s in d["sites"]))
     _emit(data, as_json, human)
 
 

@@ -18,7 +18,7 @@ from indexer.generations import current_generation
 from indexer.hybrid_index import HybridIndex
 from indexer.manifest import read_manifest, verify_files
 from retriever.evaluation import EvalResult, evaluate, load_judged
-from retriever.hybrid import ENGINES, Filters, HybridRetriever, SearchResult
+from retriever.hybrid import Filters, HybridRetriever, SearchResult
 from synthesizer.engine import LLMFactory, Synthesizer
 from synthesizer.evaluation import AnswerEval, evaluate_answers, load_questions
 from synthesizer.types import Answer
@@ -248,7 +248,7 @@ class Engine:
             result = dataclasses.replace(result, notes=tuple(result.notes) + (note,))
         return result
 
-    def evaluate(self, path: str, engines: tuple[str, ...] = ENGINES, limit: int | None = None,
+    def evaluate(self, path: str, engines: tuple[str, ...] = ("bm25", "dense", "hybrid"), limit: int | None = None,
                  k: int = 10) -> list[EvalResult]:
         """Score retrieval on a qrels or QA file, once per engine setting."""
         judged = load_judged(path, limit)
@@ -361,3 +361,25 @@ class Engine:
             index = IndexStatus(error=str(exc), serving=serving)
         return Status(self.data_dir, crawl, index)
 
+
+def evaluate_sites(sites: list[tuple[str, str]], engines: tuple[str, ...], limit: int | None = None,
+                   config: Config | None = None, log=None) -> dict:
+    """Score each (data dir, qrels file) pair with every engine setting, and the mean over
+    sites per engine: the per-site table of `fathom eval --site ...`. Every data dir must hold
+    an index built with the configured embedder."""
+    import statistics
+
+    config = config or Config()
+    out: dict = {"engines": list(engines), "sites": [], "mean": {}}
+    for data_dir, qrels in sites:
+        name = os.path.splitext(os.path.basename(qrels))[0]
+        results = Engine(data_dir, config).evaluate(qrels, engines, limit)
+        if log:
+            log(f"{name}: " + ", ".join(f"{r.engines} {r.ndcg_at_10:.3f}" for r in results))
+        out["sites"].append({"site": name, "data": data_dir, "qrels": qrels, "queries": results[0].queries,
+                             "results": {r.engines: {k: v for k, v in dataclasses.asdict(r).items()
+                                                     if k != "per_query"} for r in results}})
+    for e in engines:
+        out["mean"][e] = {m: round(statistics.fmean(s["results"][e][m] for s in out["sites"]), 4)
+                          for m in ("ndcg_at_10", "recall_at_10", "mrr_at_10", "hit_at_5")}
+    return out

@@ -26,6 +26,7 @@ from indexer.generations import (WriterLock, current_generation, next_generation
 from indexer.lexical import SCHEMA_VERSION, write_lexical
 from core.files import sha256_file
 from indexer.manifest import FORMAT_VERSION, IndexManifest, read_manifest, verify_files, write_manifest
+from indexer.pages import PAGE_DIR, write_pages
 from indexer.vectors import build_hnsw, save_hnsw
 
 CHUNK_TABLE = "chunks.jsonl.xz"
@@ -126,10 +127,12 @@ def _build_locked(store_path: str, root: str, config: IndexConfig, embedder: Emb
             pass  # no or a damaged current generation: everything counts as added
     spec = chunk_spec(config, embedder)
     chunks: list[Chunk] = []
+    page_list = []
     source, pages = pages, 0
     with CrawlStore(store_path, read_only=True) if source is None else _nothing() as store:
         for page in store.pages() if source is None else source:
             pages += 1
+            page_list.append(page)
             chunks.extend(chunk_page(page, spec, first_id=len(chunks)))
     own_cache = cache is None
     if own_cache:
@@ -157,6 +160,7 @@ def _build_locked(store_path: str, root: str, config: IndexConfig, embedder: Emb
     tmp = final + ".tmp"
     os.makedirs(os.path.join(tmp, "tantivy"))
     write_lexical(os.path.join(tmp, "tantivy"), chunks)
+    write_pages(os.path.join(tmp, PAGE_DIR), page_list)
     vectors = (np.stack([cache.vectors[c.content_hash] for c in chunks]) if chunks
                else np.zeros((0, embedder.dim), np.float32))
     ids = np.array([c.chunk_id for c in chunks], dtype=np.int64)

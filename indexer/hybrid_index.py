@@ -10,6 +10,7 @@ from indexer.chunking import Chunk
 from indexer.generations import current_generation, generations
 from indexer.lexical import SCHEMA_VERSION, LexicalIndex
 from indexer.manifest import REBUILD_HINT, IndexManifest, read_manifest, verify_files
+from indexer.pages import PAGE_DIR, PageIndex
 from indexer.vectors import load_hnsw
 
 
@@ -27,6 +28,14 @@ class HybridIndex:
         self.dense = dense
         self.chunks = {c.chunk_id: c for c in chunks}
         self.note = note
+        # page-level BM25 (None in generations built before it) and each page's chunks in order
+        self.pages: PageIndex | None = None
+        page_dir = os.path.join(directory, PAGE_DIR)
+        if os.path.isdir(page_dir):
+            self.pages = PageIndex(page_dir)
+        self.page_chunks: dict[str, list[int]] = {}
+        for c in sorted(chunks, key=lambda c: c.chunk_id):
+            self.page_chunks.setdefault(c.url, []).append(c.chunk_id)
 
     @classmethod
     def open(cls, root: str, embedder_name: str | None = None, embedder_dim: int | None = None,

@@ -72,40 +72,41 @@ def query_terms(text: str) -> list[str]:
     return _TERM.findall(text.lower())[:MAX_QUERY_TERMS]
 
 
+def open_tantivy(directory: str, owner: object, what: str = "tantivy index") -> tantivy.Index:
+    """Open a tantivy index for reading. tantivy takes a lock file even to read: on a read-only
+    data directory the index is read from a private temporary copy, removed when `owner` goes.
+    A damaged index is IndexCorrupt naming the directory."""
+    try:
+        return tantivy.Index.open(directory)
+    except (ValueError, OSError, RuntimeError) as exc:  # tantivy edge: a damaged index is ValueError
+        if "ReadOnlyFilesystem" not in str(exc) and "PermissionDenied" not in str(exc):
+            raise IndexCorrupt(f"cannot open {what} in {directory}: {exc}; "
+                               "run `fathom index --rebuild`") from None
+    copy_dir = tempfile.mkdtemp(prefix="fathom-ro-tantivy-")
+    weakref.finalize(owner, shutil.rmtree, copy_dir, True)
+    for name in os.listdir(directory):
+        if not name.endswith(".lock"):
+            shutil.copy2(os.path.join(directory, name), copy_dir)
+    try:
+        return tantivy.Index.open(copy_dir)
+    except (ValueError, OSError, RuntimeError) as exc:
+        raise IndexCorrupt(f"cannot open {what} in {directory}: {exc}; run `fathom index --rebuild`") from None
+
+
 class LexicalIndex:
     """Read side of the tantivy index."""
 
     def __init__(self, directory: str):
-        self.copy_dir = ""
-        try:
-            self._open(directory)
-        except (ValueError, OSError, RuntimeError) as exc:  # tantivy edge: a damaged index is ValueError
-            if "ReadOnlyFilesystem" not in str(exc) and "PermissionDenied" not in str(exc):
-                raise IndexCorrupt(f"cannot open tantivy index in {directory}: {exc}; "
-                                   "run `fathom index --rebuild`") from None
-            # tantivy takes a lock file even to read: on a read-only data directory, read a
-            # private temporary copy (removed when this object goes)
-            self.copy_dir = tempfile.mkdtemp(prefix="fathom-ro-tantivy-")
-            weakref.finalize(self, shutil.rmtree, self.copy_dir, True)
-            for name in os.listdir(directory):
-                if not name.endswith(".lock"):
-                    shutil.copy2(os.path.join(directory, name), self.copy_dir)
-            try:
-                self._open(self.copy_dir)
-            except (ValueError, OSError, RuntimeError) as exc2:
-                raise IndexCorrupt(f"cannot open tantivy index in {directory}: {exc2}; "
-                                   "run `fathom index --rebuild`") from None
-
-    def _open(self, directory: str) -> None:
-        self.index = tantivy.Index.open(directory)
+        self.index = open_tantivy(directory, self)
         self.searcher = self.index.searcher()
 
     def search(self, text: str, limit: int, url_prefix: str = "", hosts: tuple[str, ...] = (),
                since: str = "", until: str = "", date_field: str = "changed_at",
-               langs: tuple[str, ...] = ()) -> list[tuple[int, float]]:
+               langs: tuple[str, ...] = (), boosts: dict[str, float] | None = None) -> list[tuple[int, float]]:
         """(chunk_id, bm25 score) best first; an empty list when no term matches. `url_prefix`,
         `hosts`, the date range `since`..`until` on `date_field` and `langs` filter inside
-        tantivy, before the top `limit` are taken (semantics in indexer.filtering)."""
+        tantivy, before the top `limit` are taken (semantics in indexer.filtering). `boosts`
+        weighs the text fields (default FIELD_BOOSTS; a field at 0 is not searched)."""
         if date_field not in DATE_FIELDS:
             raise QueryError(f"date_field must be one of {DATE_FIELDS}, got {date_field!r}")
         lower, upper = date_bounds(since, until)
@@ -116,8 +117,9 @@ class LexicalIndex:
         terms = query_terms(text)
         if not terms or limit <= 0:
             return []
-        query, _errors = self.index.parse_query_lenient(" ".join(terms), list(TEXT_FIELDS),
-                                                        field_boosts=FIELD_BOOSTS)
+        boosts = boosts or FIELD_BOOSTS
+        query, _errors = self.index.parse_query_lenient(" ".join(terms), [f for f in TEXT_FIELDS if boosts.get(f)],
+                                                        field_boosts=boosts)
         schema = self.index.schema
         filters = []
         if url_prefix:

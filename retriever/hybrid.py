@@ -14,11 +14,12 @@ from indexer.embedding import Embedder
 from indexer.filtering import DATE_FIELDS, date_bounds, in_date_range, lang_key
 from indexer.hybrid_index import HybridIndex
 from indexer.lexical import query_terms
+from indexer.pages import PLAIN_BOOSTS
 from retriever.config import RetrieveConfig
 from retriever.fusion import reciprocal_rank_fusion, weighted_score_fusion
 
 
-ENGINES = ("hybrid", "bm25", "dense")
+ENGINES = ("hybrid", "bm25", "dense", "page", "naive")
 
 
 @dataclass(frozen=True)
@@ -77,6 +78,7 @@ class Hit:
     dense_rank: int | None = None
     bm25_score: float | None = None
     dense_score: float | None = None  # cosine similarity
+    page_rank: int | None = None  # 1-based rank of the chunk's page in the page-level BM25
     rerank_rank: int | None = None  # 1-based rank among the reranked candidates
     rerank_score: float | None = None  # cross-encoder logit
 
@@ -101,7 +103,9 @@ class HybridRetriever:
                ) -> SearchResult:
         """Top `k` hits, at most `max_per_page` chunks of one page; never raises on odd input.
 
-        `engines` is "hybrid" (both, fused), "bm25" or "dense" (one engine alone, for evaluation).
+        `engines` is "hybrid" (chunk BM25, dense and page BM25, fused), or for evaluation "bm25",
+        "dense" or "page" (page-level BM25, title x2 + body) alone, or "naive" (RRF k=60 of that
+        page BM25 and dense: the baseline of shared/eval/README.md).
         `filters` are applied inside both engines, before their top candidates are taken.
         `rerank` (default: the config's) reorders the best candidates with the cross-encoder."""
         if engines not in ENGINES:
@@ -118,25 +122,45 @@ class HybridRetriever:
         if not query or not self.index.chunks:
             return SearchResult([], timings, tuple(notes))
         t = time.perf_counter()
-        lexical = self.index.lexical.search(query, cfg.bm25_candidates if engines != "dense" else 0,
+        lexical = self.index.lexical.search(query, cfg.bm25_candidates if engines in ("hybrid", "bm25") else 0,
                                             filters.url_prefix, filters.hosts, since=filters.since,
                                             until=filters.until, date_field=filters.date_field,
-                                            langs=filters.langs)
+                                            langs=filters.langs, boosts={"title": cfg.title_boost,
+                                            "heading": cfg.heading_boost, "body": 1.0})
         timings["bm25_ms"] = (time.perf_counter() - t) * 1000
         dense: list[tuple[int, float]] = []
-        if cfg.dense_candidates > 0 and engines != "bm25" and self.index.dense.get_current_count():
+        if cfg.dense_candidates > 0 and engines in ("hybrid", "dense", "naive") \
+                and self.index.dense.get_current_count():
             t = time.perf_counter()
             qvec = self.embedder.embed_query(query)
             timings["embed_ms"] = (time.perf_counter() - t) * 1000
             t = time.perf_counter()
             dense = self._dense(np.asarray(qvec, np.float32), cfg.dense_candidates, filters)
             timings["dense_ms"] = (time.perf_counter() - t) * 1000
+        page_ranks: dict[str, int] = {}
+        wants_pages = engines in ("page", "naive") or (engines == "hybrid" and cfg.page_weight > 0)
+        if wants_pages and self.index.pages is None:
+            notes.append("this index generation has no page-level BM25 (built before it); "
+                         "run `fathom index --rebuild` to add it")
+        if wants_pages:
+            t = time.perf_counter()
+            page_ranks = self._pages(query, cfg.page_candidates if engines == "hybrid" else max(cfg.bm25_candidates, k),
+                                     filters, PLAIN_BOOSTS if engines != "hybrid" else {
+                                         "title": cfg.page_title_boost, "headings": cfg.page_heading_boost,
+                                         "urlwords": cfg.page_url_boost, "body": 1.0})
+            timings["page_ms"] = (time.perf_counter() - t) * 1000
         t = time.perf_counter()
-        if cfg.fusion == "wsum":
+        if engines == "page":
+            fused = {self.index.page_chunks[u][0]: 1.0 / r for u, r in page_ranks.items()}
+        elif engines == "naive":
+            fused = self._with_pages(reciprocal_rank_fusion([[c for c, _ in dense]], 60), page_ranks, 60, 1.0)
+        elif cfg.fusion == "wsum":
             fused = weighted_score_fusion([lexical, dense], [cfg.bm25_weight, cfg.dense_weight])
         else:
             fused = reciprocal_rank_fusion([[c for c, _ in lexical], [c for c, _ in dense]], cfg.rrf_k,
                                            [cfg.bm25_weight, cfg.dense_weight])
+        if engines == "hybrid" and page_ranks:
+            fused = self._with_pages(fused, page_ranks, cfg.rrf_k, cfg.page_weight)
         lex_info = {c: (r, s) for r, (c, s) in enumerate(lexical, start=1)}
         dense_info = {c: (r, s) for r, (c, s) in enumerate(dense, start=1)}
         per_page: dict[str, int] = {}
@@ -155,7 +179,8 @@ class HybridRetriever:
             dr, ds = dense_info.get(cid, (None, None))
             hits.append(Hit(chunk_id=cid, url=chunk.url, title=chunk.title, heading=chunk.heading,
                             text=chunk.text, snippet=make_snippet(chunk.text, terms, cfg.snippet_chars),
-                            score=round(score, 6), bm25_rank=lr, dense_rank=dr, bm25_score=ls, dense_score=ds))
+                            score=round(score, 6), bm25_rank=lr, dense_rank=dr, bm25_score=ls, dense_score=ds,
+                            page_rank=page_ranks.get(chunk.url)))
             if len(hits) >= wanted:
                 break
         timings["fuse_ms"] = (time.perf_counter() - t) * 1000
@@ -191,6 +216,35 @@ class HybridRetriever:
         reranked = [replace(pool[i], rerank_rank=ce_rank[i], rerank_score=round(scores[i], 4)) for i in order]
         return reranked + hits[n:]
 
+
+    def _pages(self, query: str, n: int, filters: Filters, boosts: dict[str, float]) -> dict[str, int]:
+        """1-based ranks of the `n` best pages by page-level BM25 that pass `filters` (and have chunks)."""
+        if self.index.pages is None or n <= 0:
+            return {}
+        ranks: dict[str, int] = {}
+        for url, _score in self.index.pages.search(query, n * 3 if filters.active() else n, boosts):
+            lead = self.index.page_chunks.get(url)
+            if lead and filters.allows(url, self.index.chunks[lead[0]]):
+                ranks[url] = len(ranks) + 1
+                if len(ranks) >= n:
+                    break
+        return ranks
+
+    def _with_pages(self, fused: dict[int, float], page_ranks: dict[str, int], k: int,
+                    weight: float) -> dict[int, float]:
+        """Fuse the page ranking in: every candidate chunk gains weight / (k + its page's rank);
+        a ranked page with no candidate chunk enters with its first chunk."""
+        out = dict(fused)
+        seen: set[str] = set()
+        for cid in fused:
+            url = self.index.chunks[cid].url if cid in self.index.chunks else None
+            if url in page_ranks:
+                out[cid] += weight / (k + page_ranks[url])
+                seen.add(url)
+        for url, r in page_ranks.items():
+            if url not in seen:
+                out[self.index.page_chunks[url][0]] = weight / (k + r)
+        return out
 
     def _dense(self, qvec: np.ndarray, n: int, filters: Filters) -> list[tuple[int, float]]:
         """(chunk_id, cosine) of the `n` nearest chunks that pass `filters`. A selective filter

@@ -70,7 +70,8 @@ def site_url(site_dir):
 @pytest.fixture(scope="session")
 def embedder():
     from indexer.embedding import load_embedder
-    return load_embedder("all-MiniLM-L6-v2")
+    from indexer.config import IndexConfig
+    return load_embedder(IndexConfig().embedder)
 
 
 @pytest.fixture(scope="session")

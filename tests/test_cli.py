@@ -33,7 +33,7 @@ def test_status_json_shows_persisted_settings(built_engine):
     data = json.loads(out.stdout)
     settings = data["index"]["settings"]
     assert settings["ef_construction"] == 200 and settings["compression_level"] == 4
-    assert settings["embedder"] == "all-MiniLM-L6-v2"
+    assert settings["embedder"] == "all-MiniLM-L6-v2-int8"
     assert data["crawl"]["pages"] == 4
 
 
@@ -74,10 +74,27 @@ def test_eval_prints_metrics_per_engine(built_engine, tmp_path):
     assert fathom("eval", str(qrels), "--engines", "magic", "--data", built_engine.data_dir).returncode == 2
 
 
+def test_eval_per_site_table_in_one_command(built_engine, tmp_path):
+    good, bad = tmp_path / "garden.jsonl", tmp_path / "wrong.jsonl"
+    good.write_text(json.dumps({"qid": "1", "query": "compost heap", "relevant": ["docs/compost.html"]}) + "\n")
+    bad.write_text(json.dumps({"qid": "1", "query": "compost heap", "relevant": ["docs/nowhere.html"]}) + "\n")
+    d = built_engine.data_dir
+    out = fathom("eval", "--site", d, str(good), "--site", d, str(bad), "--engines", "page,naive,hybrid")
+    assert out.returncode == 0, out.stderr
+    lines = out.stdout.splitlines()
+    assert lines[0].split() == ["nDCG@10", "garden", "wrong", "mean"]
+    assert lines[1].split() == ["page", "1.000", "0.000", "0.500"]
+    assert [ln.split()[0] for ln in lines[2:4]] == ["naive", "hybrid"] and "queries: garden 1, wrong 1" in out.stdout
+    data = json.loads(fathom("eval", "--site", d, str(good), "--engines", "bm25", "--json").stdout)
+    assert data["mean"]["bm25"]["ndcg_at_10"] == data["sites"][0]["results"]["bm25"]["ndcg_at_10"] == 1.0
+    assert fathom("eval", "--data", d).returncode == 2  # neither a file nor --site
+    assert fathom("eval", str(good), "--site", d, str(good)).returncode == 2
+
+
 def test_search_explain_names_the_engines(built_engine):
     out = fathom("search", "compost heap", "-k", "2", "--explain", "--data", built_engine.data_dir)
     assert out.returncode == 0, out.stderr
-    assert "explain: bm25 #" in out.stdout and "dense #" in out.stdout and "fused" in out.stdout
+    assert "explain: bm25 #" in out.stdout and "dense #" in out.stdout and "page #1" in out.stdout and "fused" in out.stdout
     assert "rerank #" not in out.stdout
     out = fathom("search", "compost heap", "-k", "2", "--explain", "--rerank", "--data", built_engine.data_dir)
     assert out.returncode == 0, out.stderr

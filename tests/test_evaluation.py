@@ -74,3 +74,27 @@ def test_answer_evaluation_with_tiny_model(built_engine, tmp_path):
     assert fast.answerable == 1 and fast.unanswerable == 1
     assert fast.abstention == 1.0
     assert fast.cites_source in (0.0, 1.0) and 0.0 <= fast.token_f1 <= 1.0
+
+
+def test_page_and_naive_engines_and_per_site_table(built_engine, tmp_path):
+    from fathom.engine import evaluate_sites
+
+    qrels = tmp_path / "garden.jsonl"
+    rows = [{"qid": "1", "query": "turning the compost heap", "relevant": ["docs/compost.html"]},
+            {"qid": "2", "query": "tomato suckers pruning", "relevant": ["docs/tomatoes.html"]}]
+    qrels.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    other = tmp_path / "wrong.jsonl"  # judged against pages that do not answer: scores must drop
+    other.write_text(json.dumps({"qid": "1", "query": "turning the compost heap",
+                                 "relevant": ["docs/tomatoes.html"]}) + "\n")
+    index = built_engine.open_index()
+    assert index.pages is not None and index.pages.num_docs >= 4
+    hit = built_engine.retriever().search("tomato suckers pruning", k=3).hits[0]
+    assert hit.url.endswith("docs/tomatoes.html") and hit.page_rank == 1
+    data = evaluate_sites([(built_engine.data_dir, str(qrels)), (built_engine.data_dir, str(other))],
+                          ("page", "naive", "hybrid"), config=built_engine.config)
+    good, bad = data["sites"]
+    assert good["site"] == "garden" and good["queries"] == 2
+    assert good["results"]["page"]["ndcg_at_10"] == 1.0 and good["results"]["naive"]["mrr_at_10"] == 1.0
+    assert bad["results"]["hybrid"]["mrr_at_10"] < 1.0
+    assert data["mean"]["hybrid"]["ndcg_at_10"] == round(
+        (good["results"]["hybrid"]["ndcg_at_10"] + bad["results"]["hybrid"]["ndcg_at_10"]) / 2, 4)

@@ -27,13 +27,13 @@ def test_manifest_round_trip_restores_settings(built_engine, embedder, tmp_path)
                       chunk_tokens=120, overlap_tokens=20, min_tokens=30)
     root = str(tmp_path / "idx")
     build_index(built_engine.store_path, root, cfg, embedder)
-    idx = HybridIndex.open(root, "all-MiniLM-L6-v2")
+    idx = HybridIndex.open(root, embedder.name)
     m = idx.manifest
     assert (m.hnsw_m, m.ef_construction, m.ef_search, m.compression_level) == (12, 150, 77, 2)
     assert (m.chunk_unit, m.chunk_tokens, m.overlap_tokens, m.min_tokens, m.chunk_hard_limit) == ("tokens", 120, 20, 30, 224)
     assert m.settings()["chunk_unit"] == "tokens" and m.settings()["ef_search"] == 77
     assert idx.dense.ef == 77  # hnswlib forgets ef on load; we restore it
-    assert m.embedder == "all-MiniLM-L6-v2" and m.embedder_dim == 384 and len(m.embedder_checksum) == 64
+    assert m.embedder == embedder.name == IndexConfig().embedder and m.embedder_dim == 384 and len(m.embedder_checksum) == 64
     assert m.chunks == len(idx.chunks) == idx.lexical.num_docs == idx.dense.get_current_count()
 
 

@@ -155,3 +155,17 @@ def test_search_cli_date_and_language_options(dated_engine):
     out = subprocess.run([sys.executable, "-m", "fathom", "--data", dated_engine.data_dir, "search", COMPOST,
                           "--since", "not-a-date"], capture_output=True, text=True)
     assert out.returncode == 2 and "ISO date" in out.stderr
+
+
+def test_index_without_page_level_bm25_still_searches_and_says_so(built_engine):
+    from retriever.hybrid import HybridRetriever
+
+    index = built_engine.open_index()
+    pages, index.pages = index.pages, None
+    try:
+        result = HybridRetriever(index, built_engine.embedder).search("compost heap", k=3)
+        assert result.hits and result.hits[0].page_rank is None
+        assert any("page-level BM25" in n and "--rebuild" in n for n in result.notes)
+    finally:
+        index.pages = pages
+    assert not HybridRetriever(index, built_engine.embedder).search("compost heap", k=3).notes
