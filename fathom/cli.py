@@ -158,7 +158,7 @@ def answer_dict(ans) -> dict:
     return {"answer": ans.answer, "mode": ans.mode, "reason": ans.reason, "abstained": ans.abstained,
             "citations": [{"n": c.n, "url": c.url, "title": c.title, "heading": c.heading,
                            "snippet": c.snippet} for c in ans.citations],
-            "timings": ans.timings, "model": ans.model, "notes": list(ans.notes),
+            "timings": dict(ans.timings), "model": ans.model, "notes": list(ans.notes),
             "sentences": [dataclasses.asdict(x) for x in ans.sentences]}
 
 

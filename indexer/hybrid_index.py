@@ -7,7 +7,7 @@ from core.errors import IndexMismatch
 from indexer.build import read_chunks
 from indexer.chunking import Chunk
 from indexer.generations import current_generation
-from indexer.lexical import SCHEMA_VERSION, LexicalIndex
+from indexer.lexical import SCHEMA_VERSION, TEXT_FIELDS, LexicalIndex
 from indexer.manifest import IndexManifest, read_manifest, verify_files
 from indexer.vectors import load_hnsw
 
@@ -52,3 +52,17 @@ class HybridIndex:
                                f"chunks, chunk table {len(chunks)}, hnsw {dense.get_current_count()}, "
                                f"tantivy {lexical.num_docs}; run `fathom index --rebuild`")
         return cls(directory, manifest, lexical, dense, chunks)
+
+    # --- read API for the layers above ------------------------------------------------
+    def __len__(self) -> int:
+        return len(self.chunks)
+
+    def chunk(self, chunk_id: int) -> Chunk | None:
+        """The chunk with this id, or None."""
+        return self.chunks.get(chunk_id)
+
+    def document_frequency(self, stem: str) -> int:
+        """Chunks whose title, heading or body holds the English-stemmed lower-case term `stem`
+        (tantivy's count for the field that holds it most often: a close lower bound)."""
+        searcher = self.lexical.searcher
+        return max(searcher.doc_freq(name, stem) for name in TEXT_FIELDS)

@@ -16,6 +16,8 @@ class AnswerConfig:
     fast_passages: int = 3
     slow_passages: int = 5
     fast_passage_words: int = 60  # fast mode quotes only this many words of each passage
+    slow_passage_words: int = 0  # slow mode likewise when > 0 (0: whole passages)
+    prompt_lookup_tokens: int = 0  # > 0: prompt-lookup speculative decoding drafting this many tokens
     slow_rerank: bool = True  # slow mode reorders its candidates with the cross-encoder
     fast_max_tokens: int = 160
     slow_max_tokens: int = 256

@@ -20,23 +20,29 @@ from synthesizer.models import model_path
 from synthesizer.threads import threads_for_now
 
 STOP = ["<|im_end|>", "<|endoftext|>"]
-_CACHE: dict[tuple[str, int, int], Any] = {}
+_CACHE: dict[tuple[str, int, int, int], Any] = {}
 _LOCK = threading.Lock()
 
 
-def load_llama(name: str, n_ctx: int, n_threads: int):
-    """A llama_cpp.Llama for model `name`, created once per process and reused."""
+def load_llama(name: str, n_ctx: int, n_threads: int, prompt_lookup_tokens: int = 0):
+    """A llama_cpp.Llama for model `name`, created once per process and reused. With
+    `prompt_lookup_tokens` > 0 it decodes speculatively, drafting that many tokens from
+    n-grams of the prompt (answers reuse the passages' words)."""
     import llama_cpp
 
     path = model_path(name)
-    key = (path, n_ctx, n_threads)
+    key = (path, n_ctx, n_threads, prompt_lookup_tokens)
     with _LOCK:
         if key not in _CACHE:
             logging.getLogger("llama-cpp-python").setLevel(logging.ERROR)
             load_ggml_backends(model_path("smollm2-135m") if _smol_ok() else path)
             try:
+                draft = None
+                if prompt_lookup_tokens > 0:
+                    from llama_cpp.llama_speculative import LlamaPromptLookupDecoding
+                    draft = LlamaPromptLookupDecoding(num_pred_tokens=prompt_lookup_tokens)
                 _CACHE[key] = llama_cpp.Llama(model_path=path, n_ctx=n_ctx, n_threads=n_threads,
-                                              verbose=False)
+                                              draft_model=draft, verbose=False)
             except ValueError as exc:
                 raise ModelUnavailable(f"llama.cpp could not load {path}: {exc}") from None
         return _CACHE[key]
@@ -60,12 +66,13 @@ class LlamaCppLLM(CustomLLM):
     max_tokens: int = 160
     temperature: float = 0.0
     adaptive_threads: bool = True  # use fewer threads while other processes keep cores busy
+    prompt_lookup_tokens: int = 0  # > 0: prompt-lookup speculative decoding
     _llama: Any = PrivateAttr(default=None)
     _threads_used: int = PrivateAttr(default=0)
 
     def __init__(self, **kw: Any):
         super().__init__(**kw)
-        self._llama = load_llama(self.model_name, self.n_ctx, self.n_threads)
+        self._llama = load_llama(self.model_name, self.n_ctx, self.n_threads, self.prompt_lookup_tokens)
 
     @property
     def llama(self):
@@ -75,6 +82,13 @@ class LlamaCppLLM(CustomLLM):
     def metadata(self) -> LLMMetadata:
         return LLMMetadata(context_window=self.n_ctx, num_output=self.max_tokens, is_chat_model=True,
                            model_name=self.model_name)
+
+    def prefill(self, messages: list[dict]) -> None:
+        """Evaluate the chat-formatted start `messages` (the last one left open) so that the next
+        prompt beginning the same way reuses its KV cache instead of evaluating it again."""
+        self._set_threads()
+        out = self._llama.create_chat_completion(messages, max_tokens=1, temperature=0.0)
+        del out
 
     def count_tokens(self, text: str) -> int:
         return len(self._llama.tokenize(text.encode("utf-8", "ignore"), add_bos=False, special=False))
