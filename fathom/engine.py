@@ -113,11 +113,18 @@ class Engine:
         return self._synth
 
     def ask(self, question: str, mode: str | None = None) -> Answer:
-        return self.synthesizer().answer(question, mode)
+        """A cited answer (or an abstention), through the LlamaIndex query engine."""
+        return self.synthesizer().query_engine(mode).query(question).metadata["answer"]
 
     def ask_stream(self, question: str, mode: str | None = None) -> Iterator[str | Answer]:
-        """Text deltas as generated, then the final Answer."""
-        return self.synthesizer().stream(question, mode)
+        """Text deltas as generated, then the final Answer (the same query engine, streamed)."""
+        return self.synthesizer().query_engine(mode).stream_answer(question)
+
+    def warm(self, modes: tuple[str, ...] = ("fast", "slow")) -> dict[str, float]:
+        """Load the index, embedder, answer models and reranker now instead of on the first
+        question (for servers); returns the seconds each model took."""
+        self.embedder.embed_query("warm up")
+        return self.synthesizer().warm(modes)
 
     def status(self) -> dict:
         """What is crawled and indexed, with the index's persisted settings."""
