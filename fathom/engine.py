@@ -104,8 +104,9 @@ class Engine:
         """Answer every question of a QA file (and an unanswerable set) once per mode and score."""
         qa = load_questions(qa_path, limit)
         unanswerable = load_questions(unanswerable_path, limit) if unanswerable_path else []
-        synth = self.synthesizer()
-        return [evaluate_answers(lambda q, m=m: synth.answer(q, m), m, qa, unanswerable) for m in modes]
+        index = self.open_index()
+        return [evaluate_answers(lambda q, m=m: self.ask(q, m), m, qa, unanswerable, index.page_text)
+                for m in modes]
 
     def synthesizer(self) -> Synthesizer:
         if self._synth is None or self._synth.retriever.index is not self.open_index():

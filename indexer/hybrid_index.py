@@ -66,3 +66,12 @@ class HybridIndex:
         (tantivy's count for the field that holds it most often: a close lower bound)."""
         searcher = self.lexical.searcher
         return max(searcher.doc_freq(name, stem) for name in TEXT_FIELDS)
+
+    def page_text(self, url: str) -> str:
+        """The text of every chunk of page `url`, in chunk order ("" for an unknown page)."""
+        if getattr(self, "_by_url", None) is None:
+            by_url: dict[str, list[Chunk]] = {}
+            for c in self.chunks.values():
+                by_url.setdefault(c.url, []).append(c)
+            self._by_url = by_url
+        return "\n\n".join(c.text for c in sorted(self._by_url.get(url, []), key=lambda c: c.chunk_id))

@@ -51,6 +51,7 @@ class _Run:
     timings: dict = field(default_factory=dict)
     hits: list[Hit] = field(default_factory=list)
     reranked: bool = False
+    coverage: float = 1.0  # IDF-weighted share of the question's terms in the best passages
     reason: str = ""
     because: str = ""  # prefix of an abstention's reason (auto says which mode it chose)
 
@@ -86,7 +87,8 @@ class Synthesizer:
             try:
                 llm = self.llm(mode)
                 if isinstance(llm, LlamaCppLLM):
-                    llm.prefill(prompt_prefix(allow_abstain=mode != "fast"))
+                    llm.prefill(prompt_prefix(allow_abstain=mode != "fast"
+                                              and self.config.abstain_instruction != "never"))
             except ModelUnavailable:
                 continue
             out[mode] = round(time.perf_counter() - t, 2)
@@ -213,7 +215,7 @@ class Synthesizer:
         """An abstention when retrieval found nothing or too little of the question."""
         if not run.hits:
             return self._abstain(run, "no indexed passage matches the question")
-        coverage = self.coverage(run.question, run.hits[:3])
+        coverage = run.coverage = self.coverage(run.question, run.hits[:3])
         if coverage < self.config.min_evidence:
             return self._abstain(run, f"weak evidence: only {coverage:.0%} of the question's key terms appear "
                                       "in the best sources")
@@ -239,8 +241,10 @@ class Synthesizer:
         texts = [f"{_header(h)}: " + (focus(h.text, q_terms, window) if window else h.text) for h in passages]
         # The small fast model answers "NOT IN SOURCES" far too eagerly when offered it, so fast
         # mode leaves abstention to the evidence gate before and the verifier after generation.
+        policy = c.abstain_instruction
+        offer = not fast and (policy == "always" or (policy == "borderline" and run.coverage < c.borderline_evidence))
         messages, used = build_messages(run.question, texts, _token_counter(llm), n_ctx - max_tokens,
-                                        allow_abstain=not fast, inline_citations=not fast)
+                                        allow_abstain=offer, inline_citations=not fast)
         passages = passages[:used]
         run.timings["prompt_tokens"] = _token_counter(llm)(messages[0]["content"] + messages[1]["content"])
         # a model's one-time load does not eat into the mode's budget
