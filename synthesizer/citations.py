@@ -5,7 +5,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
-from synthesizer.shaping import ends_complete, quote_code, segments
+from synthesizer.shaping import ends_complete, quote_code, repeats, segments
 from synthesizer.textutil import content_terms, split_sentences, support
 
 _MARKER = re.compile(r"\s*\[(\d{1,3}(?:\s*,\s*\d{1,3})*)\]")
@@ -32,6 +32,7 @@ class Checked:
     code_quoted: int = 0  # code blocks shown, each exactly as in its source passage
     code_dropped: int = 0  # code blocks of the draft found in no source (regenerated or invented)
     fragments_dropped: int = 0  # unfinished trailing sentences, and "...:" lead-ins to dropped code
+    repeats_dropped: int = 0  # sentences that said again what an earlier one said
 
 
 def _refs(sentence: str, n_passages: int) -> tuple[list[int], int]:
@@ -61,7 +62,7 @@ def verify(answer: str, passages: list[str], min_support: float, drop_unsupporte
     terms = [content_terms(p) for p in passages]
     # items: [kind, claim, refs, status, support]
     items: list[list] = []
-    dropped = invalid = supported = total = code_dropped = fragments = 0
+    dropped = invalid = supported = total = code_dropped = fragments = repeated = 0
     for seg in segments(answer):
         if seg.code:
             quoted = quote_code(seg.text, passages)
@@ -81,6 +82,9 @@ def verify(answer: str, passages: list[str], min_support: float, drop_unsupporte
                 if claim.endswith(":") and len(claim) > 1:  # "For example:" may introduce code
                     items.append(["prose", claim, [], "supported", 1.0])
                 continue  # fragments such as "1." or ":" carry no claim
+            if repeats(claim, [it[1] for it in items if it[0] == "prose"]):
+                repeated += 1
+                continue  # said already (small models loop)
             good = [n for n in refs if support(claim, terms[n]) >= min_support]
             total += len(refs)
             supported += len(good)
@@ -138,7 +142,7 @@ def verify(answer: str, passages: list[str], min_support: float, drop_unsupporte
     return Checked(text=text, cited=tuple(order), kept=sum(it[0] == "prose" for it in kept), dropped=dropped,
                    invalid_markers=invalid, supported_citations=supported, total_citations=total,
                    sentences=sentences, code_quoted=sum(it[0] == "code" for it in kept),
-                   code_dropped=code_dropped, fragments_dropped=fragments)
+                   code_dropped=code_dropped, fragments_dropped=fragments, repeats_dropped=repeated)
 
 
 def support_span(claim: str, passage: str) -> tuple[int, int]:

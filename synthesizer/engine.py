@@ -22,7 +22,7 @@ from synthesizer.citations import looks_like_abstention, shown_support, support_
 from synthesizer.config import AnswerConfig
 from synthesizer.llm import LlamaCppLLM
 from synthesizer.prompts import ABSTAIN_TEXT, build_messages, focus, prompt_prefix
-from synthesizer.shaping import ends_complete, segments
+from synthesizer.shaping import ends_complete, repeats, segments
 from synthesizer.textutil import content_terms, split_sentences
 from synthesizer.types import Answer, Citation, SentenceSupport, Timings
 
@@ -262,6 +262,9 @@ class Synthesizer:
                 if time.perf_counter() > deadline:
                     run.notes.append("generation stopped at the mode's deadline")
                     break
+                if any(ch in delta for ch in ".!?\n") and _looping(text):
+                    run.notes.append("generation stopped: the model began repeating itself")
+                    break
         except (RuntimeError, ValueError, OSError) as exc:  # llama.cpp failures
             run.notes.append(f"LLM failed ({exc}); extractive answer")
             return None, passages
@@ -289,7 +292,8 @@ class Synthesizer:
         for count, what in ((checked.dropped, "unsupported sentence(s) removed"),
                             (checked.invalid_markers, "citation marker(s) to no source removed"),
                             (checked.code_dropped, "code block(s) found in no source removed"),
-                            (checked.fragments_dropped, "unfinished sentence(s) removed")):
+                            (checked.fragments_dropped, "unfinished sentence(s) removed"),
+                            (checked.repeats_dropped, "repeated sentence(s) removed")):
             if count:
                 run.notes.append(f"{count} {what}")
         if not checked.kept or not checked.cited:
@@ -409,6 +413,17 @@ def _join_overlapping(a: str, b: str, max_words: int = 120) -> str:
                 rest = rest[rest.index(w) + len(w):]
             return a + rest
     return a + "\n\n" + b
+
+
+def _looping(text: str) -> bool:
+    """True when the last finished prose sentence of a draft repeats an earlier one."""
+    prose = " ".join(seg.text for seg in segments(text) if not seg.code)
+    done = split_sentences(prose)
+    if len(done) < 2:
+        return False
+    if not ends_complete(done[-1]):
+        done = done[:-1]
+    return len(done) >= 2 and repeats(done[-1], done[:-1])
 
 
 def _ms(t0: float, t1: float | None = None) -> float:

@@ -107,6 +107,19 @@ def ends_complete(sentence: str) -> bool:
     return s[-1:] in (".", "!", "?")
 
 
+def repeats(sentence: str, earlier: list[str]) -> bool:
+    """True when `sentence` says again what one of `earlier` said: the same words, or (for
+    sentences of five words or more) 80% of its distinct words already in one of them."""
+    mine = set(words(_MARKER.sub(" ", sentence)))
+    if not mine:
+        return False
+    for other in earlier:
+        theirs = set(words(_MARKER.sub(" ", other)))
+        if mine == theirs or (len(mine) >= 5 and len(mine & theirs) >= 0.8 * len(mine)):
+            return True
+    return False
+
+
 def words(text: str) -> list[str]:
     return [w.lower() for w in _WORD.findall(text)]
 

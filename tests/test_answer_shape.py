@@ -208,3 +208,16 @@ def test_any_llamaindex_llm_can_answer(built_engine):
     assert ans.mode == "fast"
     assert ans.model == "my-own-model" or ans.abstained
     assert ans.timings["tokens"] > 0
+
+
+def test_a_looping_draft_keeps_each_statement_once():
+    from synthesizer.engine import _looping
+
+    draft = ("Default values are created once, when the function is defined [1]. Later calls see the "
+             "changed object [1]. Default values are created exactly once, when the function is defined [1]. "
+             "Later calls see the changed object [1].")
+    checked = verify(draft, [SOURCE], 0.5)
+    assert checked.text == ("Default values are created once, when the function is defined [1]. "
+                            "Later calls see the changed object [1].")
+    assert checked.repeats_dropped == 2
+    assert _looping(draft) and not _looping("Default values are created once [1]. Later calls see it [1].")
