@@ -35,6 +35,18 @@ class Checked:
     repeats_dropped: int = 0  # sentences that said again what an earlier one said
 
 
+_FRAME = re.compile(r"^(?:the )?(?:direct |short )?answer(?: to (?:the|your) question)?(?: is(?: that)?\s+|\s*:\s*)", re.I)
+
+
+def _unframe(claim: str) -> str:
+    """'The direct answer is that defaults ...' -> 'Defaults ...' (the prompt's words echoed)."""
+    m = _FRAME.match(claim)
+    if not m or len(claim) - m.end() < 10:
+        return claim
+    rest = claim[m.end():]
+    return rest[0].upper() + rest[1:]
+
+
 def _refs(sentence: str, n_passages: int) -> tuple[list[int], int]:
     refs: list[int] = []
     invalid = 0
@@ -77,7 +89,7 @@ def verify(answer: str, passages: list[str], min_support: float, drop_unsupporte
         for sentence in split_sentences(seg.text):
             refs, bad = _refs(sentence, len(passages))
             invalid += bad
-            claim = _MARKER.sub("", sentence).strip()
+            claim = _unframe(_MARKER.sub("", sentence).strip())
             if not content_terms(claim):
                 if claim.endswith(":") and len(claim) > 1:  # "For example:" may introduce code
                     items.append(["prose", claim, [], "supported", 1.0])

@@ -221,3 +221,10 @@ def test_a_looping_draft_keeps_each_statement_once():
                             "Later calls see the changed object [1].")
     assert checked.repeats_dropped == 2
     assert _looping(draft) and not _looping("Default values are created once [1]. Later calls see it [1].")
+
+
+def test_echoed_prompt_framing_is_removed():
+    checked = verify("The direct answer is that default values are created once [1]. "
+                     "The answer depends on when the function is defined [1].", [SOURCE], 0.5)
+    assert checked.text.startswith("Default values are created once [1].")
+    assert "The answer depends on when the function is defined [1]." in checked.text
