@@ -189,23 +189,24 @@ def test_any_llamaindex_llm_can_answer(built_engine):
             return LLMMetadata(context_window=1024, num_output=48, model_name="my-own-model")
 
         def complete(self, prompt: str, formatted: bool = False, **kw: Any) -> CompletionResponse:
-            out = load_llama("smollm2-135m", 1024, 2).create_completion(prompt, max_tokens=48, temperature=0)
+            out = load_llama("smollm2-135m", 1024, 1).create_completion(prompt, max_tokens=48, temperature=0)
             return CompletionResponse(text=out["choices"][0]["text"])
 
         def stream_complete(self, prompt: str, formatted: bool = False, **kw: Any) -> CompletionResponseGen:
             def gen():
                 text = ""
-                for part in load_llama("smollm2-135m", 1024, 2).create_completion(
+                for part in load_llama("smollm2-135m", 1024, 1).create_completion(
                         prompt, max_tokens=48, temperature=0, stream=True):
                     text += part["choices"][0]["text"]
                     yield CompletionResponse(text=text, delta=part["choices"][0]["text"])
             return gen()
 
-    cfg = dataclasses.replace(built_engine.config, answer=TINY)
+    # one thread and a long deadline: two llama.cpp threads stall on a loaded 2-core machine
+    cfg = dataclasses.replace(built_engine.config, answer=dataclasses.replace(TINY, fast_deadline_s=300.0))
     eng = Engine(built_engine.data_dir, cfg, embedder=built_engine.embedder,
                  llm_factory=lambda model, n_ctx, max_tokens: PlainLLM())
     ans = eng.ask("How often should the compost heap be turned?", mode="fast")
-    assert ans.mode == "fast"
+    assert ans.mode == "fast", ans.notes
     assert ans.model == "my-own-model" or ans.abstained
     assert ans.timings["tokens"] > 0
 
