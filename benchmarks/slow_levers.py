@@ -118,6 +118,7 @@ def main() -> None:
         "lookup2": (dataclasses.replace(base, prompt_lookup_tokens=2), False),
         "lookup10": (dataclasses.replace(base, prompt_lookup_tokens=10), False),
         "window120": (dataclasses.replace(base, slow_passage_words=120), False),
+        "nocopy5": (dataclasses.replace(base, copy_penalty=5.0), False),
         "window120+lookup2": (dataclasses.replace(base, slow_passage_words=120, prompt_lookup_tokens=2), False),
     }
     result: dict = {"loadavg_start": open("/proc/loadavg").read().strip(), "questions": len(questions)}
@@ -132,6 +133,8 @@ def main() -> None:
                                          if k in ("n", "total_s_mean", "total_s_p50", "total_s_max",
                                                   "first_token_s_p50", "tokens_mean")}, "rows": raw_rows}
         print(name, json.dumps(result[name]["summary"]), file=sys.stderr, flush=True)
+        if name == "plain":
+            print("raw", json.dumps(result["raw"]["summary"]), file=sys.stderr, flush=True)
     result["loadavg_end"] = open("/proc/loadavg").read().strip()
     os.makedirs(os.path.join(HERE, "out"), exist_ok=True)
     with open(os.path.join(HERE, "out", "slow_levers.json"), "w") as f:

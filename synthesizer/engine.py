@@ -36,7 +36,7 @@ def default_llm_factory(config: AnswerConfig) -> LLMFactory:
     def make(model: str, n_ctx: int, max_tokens: int) -> LlamaCppLLM:
         return LlamaCppLLM(model_name=model, n_ctx=n_ctx, n_threads=config.n_threads, max_tokens=max_tokens,
                            adaptive_threads=config.adaptive_threads,
-                           prompt_lookup_tokens=config.prompt_lookup_tokens)
+                           prompt_lookup_tokens=config.prompt_lookup_tokens, copy_penalty=config.copy_penalty)
     return make
 
 

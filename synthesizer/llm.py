@@ -56,6 +56,32 @@ def _smol_ok() -> bool:
         return False
 
 
+class NoCopy:
+    """A llama.cpp logits processor that keeps the answer in the model's own words: once the
+    last `n` generated tokens stand in the prompt in that order, the tokens that would carry the
+    copy on lose `penalty` logits. Code (inside ``` fences) may be copied: it is quoted whole."""
+
+    def __init__(self, llama, penalty: float, n: int = 6):
+        self.llama, self.penalty, self.n = llama, penalty, n
+        self.start = -1
+        self.next: dict[tuple[int, ...], set[int]] = {}
+
+    def __call__(self, input_ids, scores):
+        ids = [int(t) for t in input_ids]
+        if self.start < 0:  # first call: everything so far is the prompt
+            self.start = len(ids)
+            for i in range(len(ids) - self.n):
+                self.next.setdefault(tuple(ids[i:i + self.n]), set()).add(ids[i + self.n])
+        made = ids[self.start:]
+        if len(made) < self.n:
+            return scores
+        follow = self.next.get(tuple(made[-self.n:]))
+        if follow and self.llama.detokenize(made).count(b"```") % 2 == 0:
+            for t in follow:
+                scores[t] -= self.penalty
+        return scores
+
+
 class LlamaCppLLM(CustomLLM):
     """LlamaIndex LLM over a llama-cpp-python model; chat uses the template in the GGUF
     (ChatML for SmolLM2 and Qwen2.5) and stops at <|im_end|>."""
@@ -67,6 +93,7 @@ class LlamaCppLLM(CustomLLM):
     temperature: float = 0.0
     adaptive_threads: bool = True  # use fewer threads while other processes keep cores busy
     prompt_lookup_tokens: int = 0  # > 0: prompt-lookup speculative decoding
+    copy_penalty: float = 0.0  # > 0: NoCopy logits processor against long verbatim runs from the prompt
     _llama: Any = PrivateAttr(default=None)
     _threads_used: int = PrivateAttr(default=0)
 
@@ -105,9 +132,13 @@ class LlamaCppLLM(CustomLLM):
 
     def _gen_kwargs(self, kw: dict) -> dict:
         self._set_threads()
-        return {"max_tokens": kw.get("max_tokens", self.max_tokens),
-                "temperature": kw.get("temperature", self.temperature),
-                "stop": STOP, "repeat_penalty": kw.get("repeat_penalty", 1.1)}
+        out = {"max_tokens": kw.get("max_tokens", self.max_tokens),
+               "temperature": kw.get("temperature", self.temperature),
+               "stop": STOP, "repeat_penalty": kw.get("repeat_penalty", 1.1)}
+        if self.copy_penalty > 0:
+            from llama_cpp import LogitsProcessorList
+            out["logits_processor"] = LogitsProcessorList([NoCopy(self._llama, self.copy_penalty)])
+        return out
 
     @llm_completion_callback()
     def complete(self, prompt: str, formatted: bool = False, **kw: Any) -> CompletionResponse:

@@ -229,3 +229,26 @@ def test_echoed_prompt_framing_is_removed():
                      "The answer depends on when the function is defined [1].", [SOURCE], 0.5)
     assert checked.text.startswith("Default values are created once [1].")
     assert "The answer depends on when the function is defined [1]." in checked.text
+
+
+def test_copy_penalty_shortens_verbatim_runs():
+    """SmolLM2 asked to repeat a passage copies it; with the NoCopy processor it cannot keep
+    copying for long (outside code)."""
+    from llama_cpp import LogitsProcessorList
+
+    from synthesizer.llm import NoCopy, load_llama
+
+    llama = load_llama("smollm2-135m", 1024, 1)
+    passage = ("Default values are created exactly once, when the function is defined. If that object is "
+               "changed, like a dictionary here, subsequent calls to the function will refer to this changed "
+               "object.")
+    messages = [{"role": "user", "content": f"Repeat this text exactly:\n{passage}"}]
+
+    def run(processor):
+        out = llama.create_chat_completion(messages, max_tokens=48, temperature=0.0,
+                                           logits_processor=processor)
+        return out["choices"][0]["message"]["content"]
+
+    plain = longest_copied_run(run(None), [passage])
+    guarded = longest_copied_run(run(LogitsProcessorList([NoCopy(llama, 100.0, n=4)])), [passage])
+    assert guarded < plain and guarded <= 8
