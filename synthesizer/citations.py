@@ -38,8 +38,12 @@ class Checked:
 _FRAME = re.compile(r"^(?:the )?(?:direct |short )?answer(?: to (?:the|your) question)?(?: is(?: that)?\s+|\s*:\s*)", re.I)
 
 
+_ECHO = re.compile(r",?\s*\b(?:start with |starting with )?a one-sentence answer\s*[:,-]?\s*", re.I)
+
+
 def _unframe(claim: str) -> str:
     """'The direct answer is that defaults ...' -> 'Defaults ...' (the prompt's words echoed)."""
+    claim = " ".join(_ECHO.sub(" ", claim).split())
     m = _FRAME.match(claim)
     if not m or len(claim) - m.end() < 10:
         return claim

@@ -252,3 +252,10 @@ def test_copy_penalty_shortens_verbatim_runs():
     plain = longest_copied_run(run(None), [passage])
     guarded = longest_copied_run(run(LogitsProcessorList([NoCopy(llama, 100.0, n=4)])), [passage])
     assert guarded < plain and guarded <= 8
+
+
+def test_echoed_instruction_words_are_removed():
+    from synthesizer.citations import _unframe
+
+    out = _unframe('To get the source, start with a one-sentence answer: download it from python.org.')
+    assert "one-sentence" not in out and out.startswith("To get the source") and out.endswith("python.org.")
