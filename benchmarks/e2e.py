@@ -255,7 +255,7 @@ def bench_answer(engine: Engine, questions: list[str], mode: str = "fast") -> di
             t = time.perf_counter()
             answer = engine.ask(q, mode=mode)
             row = {"question": q, "ask_s": time.perf_counter() - t, "loadavg_1min": os.getloadavg()[0],
-                   "mode": answer.mode, "abstained": answer.abstained, "timings": answer.timings,
+                   "mode": answer.mode, "abstained": answer.abstained, "timings": dict(answer.timings),
                    "notes": list(answer.notes)}
             n = answer.timings.get("tokens", 0)
             if messages and calls and n:

@@ -192,7 +192,7 @@ def answer_dict(ans) -> dict:
     return {"answer": ans.answer, "mode": ans.mode, "reason": ans.reason, "abstained": ans.abstained,
             "citations": [{"n": c.n, "url": c.url, "title": c.title, "heading": c.heading,
                            "snippet": c.snippet, "passage": c.passage} for c in ans.citations],
-            "timings": ans.timings, "model": ans.model, "notes": list(ans.notes),
+            "timings": dict(ans.timings), "model": ans.model, "notes": list(ans.notes),
             "sentences": [dataclasses.asdict(x) for x in ans.sentences]}
 
 
@@ -313,6 +313,12 @@ def eval_cmd(ctx, path, engines, limit, qa, modes, unanswerable, sites, as_json,
                            f"{r['citation_support']:>8.3f} {r['false_abstention']:>10.3f} {r['abstention']:>8.3f} "
                            f"{r['mean_s']:>7.2f} {r['p95_s']:>6.2f} {r['first_token_ms_p50']:>10.0f} "
                            f"{r['tokens_per_s']:>6.1f}")
+            click.echo(f"\n{'mode':<5} {'copy p50':>8} {'copy max':>8} {'broken':>6} {'dup src':>7} "
+                       f"{'answered mean s':>15} {'answered p95 s':>14}")
+            for r in d["results"]:
+                click.echo(f"{r['mode']:<5} {r['copy_words_p50']:>8.1f} {r['copy_words_max']:>8} "
+                           f"{r['broken_code']:>6} {r['duplicate_sources']:>7} {r['answered_mean_s']:>15.2f} "
+                           f"{r['answered_p95_s']:>14.2f}")
         _emit(data, as_json, human_qa)
         return
     chosen = _eval_engines(engines)

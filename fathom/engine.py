@@ -265,8 +265,9 @@ class Engine:
         """Answer every question of a QA file (and an unanswerable set) once per mode and score."""
         qa = load_questions(qa_path, limit)
         unanswerable = load_questions(unanswerable_path, limit) if unanswerable_path else []
-        synth = self.synthesizer()
-        return [evaluate_answers(lambda q, m=m: synth.answer(q, m), m, qa, unanswerable) for m in modes]
+        index = self.open_index()
+        return [evaluate_answers(lambda q, m=m: self.ask(q, m), m, qa, unanswerable, index.page_text)
+                for m in modes]
 
     def synthesizer(self) -> Synthesizer:
         with self._load_lock:
@@ -275,15 +276,23 @@ class Engine:
             return self._synth
 
     def ask(self, question: str, mode: str | None = None) -> Answer:
+        """A cited answer (or an abstention), through the LlamaIndex query engine."""
         with self._answer_lock:
-            return self._with_index_note(self.synthesizer().answer(question, mode))
+            return self._with_index_note(self.synthesizer().query_engine(mode).query(question).metadata["answer"])
 
     def ask_stream(self, question: str, mode: str | None = None) -> Iterator[str | Answer]:
-        """Text deltas as generated, then the final Answer. The generator holds the answer lock
-        from its first step until it ends or is closed, so close an abandoned one."""
+        """Text deltas as generated, then the final Answer (the same query engine, streamed).
+        The generator holds the answer lock from its first step until it ends or is closed, so
+        close an abandoned one."""
         with self._answer_lock:
-            for part in self.synthesizer().stream(question, mode):
+            for part in self.synthesizer().query_engine(mode).stream_answer(question):
                 yield part if isinstance(part, str) else self._with_index_note(part)
+
+    def warm(self, modes: tuple[str, ...] = ("fast", "slow")) -> dict[str, float]:
+        """Load the index, embedder, answer models and reranker now instead of on the first
+        question (for servers); returns the seconds each model took."""
+        self.embedder.embed_query("warm up")
+        return self.synthesizer().warm(modes)
 
     def export_opensearch(self, path: str, name: str = "fathom") -> dict:
         """Write the current index (every shard) as an OpenSearch bulk body at `path` and the

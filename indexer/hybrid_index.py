@@ -8,7 +8,7 @@ from core.errors import IndexCorrupt, IndexMismatch
 from indexer.build import read_chunks
 from indexer.chunking import Chunk
 from indexer.generations import current_generation, generations
-from indexer.lexical import SCHEMA_VERSION, LexicalIndex
+from indexer.lexical import SCHEMA_VERSION, TEXT_FIELDS, LexicalIndex
 from indexer.manifest import REBUILD_HINT, IndexManifest, read_manifest, verify_files
 from indexer.pages import PAGE_DIR, PageIndex
 from indexer.vectors import load_hnsw
@@ -93,3 +93,26 @@ class HybridIndex:
                                f"chunks, chunk table {len(chunks)}, hnsw {dense.get_current_count()}, "
                                f"tantivy {lexical.num_docs}; {REBUILD_HINT}")
         return cls(directory, manifest, lexical, dense, chunks)
+
+    # --- read API for the layers above ------------------------------------------------
+    def __len__(self) -> int:
+        return len(self.chunks)
+
+    def chunk(self, chunk_id: int) -> Chunk | None:
+        """The chunk with this id, or None."""
+        return self.chunks.get(chunk_id)
+
+    def document_frequency(self, stem: str) -> int:
+        """Chunks whose title, heading or body holds the English-stemmed lower-case term `stem`
+        (tantivy's count for the field that holds it most often: a close lower bound)."""
+        searcher = self.lexical.searcher
+        return max(searcher.doc_freq(name, stem) for name in TEXT_FIELDS)
+
+    def page_text(self, url: str) -> str:
+        """The text of every chunk of page `url`, in chunk order ("" for an unknown page)."""
+        if getattr(self, "_by_url", None) is None:
+            by_url: dict[str, list[Chunk]] = {}
+            for c in self.chunks.values():
+                by_url.setdefault(c.url, []).append(c)
+            self._by_url = by_url
+        return "\n\n".join(c.text for c in sorted(self._by_url.get(url, []), key=lambda c: c.chunk_id))

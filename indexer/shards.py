@@ -120,6 +120,17 @@ class ShardedIndex:
         self.shards = indexes
         self.chunks = _ChunkView(indexes)
 
+    def __len__(self) -> int:
+        return sum(len(ix.chunks) for ix in self.shards)
+
+    def document_frequency(self, stem: str) -> int:
+        """Chunks holding `stem`, summed over the shards (each shard's tantivy count)."""
+        return sum(ix.document_frequency(stem) for ix in self.shards)
+
+    def page_text(self, url: str) -> str:
+        """The text of page `url` from the shard that holds it ("" for an unknown page)."""
+        return next((t for t in (ix.page_text(url) for ix in self.shards) if t), "")
+
     @property
     def note(self) -> str:
         """The fallback notes of shards whose current generation is damaged ('' when none is)."""

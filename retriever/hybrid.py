@@ -190,6 +190,14 @@ class HybridRetriever:
             timings["rerank_ms"] = (time.perf_counter() - t) * 1000
         return SearchResult(hits[:k], timings, tuple(notes))
 
+    def rerank(self, query: str, hits: list[Hit]) -> tuple[list[Hit], tuple[str, ...]]:
+        """Reorder hits already retrieved for `query` with the cross-encoder (as `search(...,
+        rerank=True)` does), without searching again; returns the hits and any notes."""
+        notes: list[str] = []
+        if len(hits) < 2:
+            return hits, ()
+        return self._rerank(query, hits, notes), tuple(notes)
+
     def _rerank(self, query: str, hits: list[Hit], notes: list[str]) -> list[Hit]:
         """Reorder the first candidates by their cross-encoder rank fused with their fused rank, as
         many as the time budget allows; the rest keep their fused order behind them. Without the

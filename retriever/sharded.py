@@ -40,6 +40,10 @@ class ShardedRetriever:
             return [call(s) for s in self.shards]
         return list(self._pool.map(call, self.shards))
 
+    def rerank(self, query: str, hits: list[Hit]) -> tuple[list[Hit], tuple[str, ...]]:
+        """The hits as they are: the cross-encoder is not applied across shards (said in a note)."""
+        return hits, (("rerank is not applied across shards",) if len(hits) > 1 else ())
+
     def search(self, query: str, k: int | None = None, max_per_page: int | None = None,
                engines: str = "hybrid", filters: Filters = Filters(), rerank: bool | None = None
                ) -> SearchResult:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
+from synthesizer.shaping import ends_complete, quote_code, repeats, segments
 from synthesizer.textutil import content_terms, split_sentences, support
 
 _MARKER = re.compile(r"\s*\[(\d{1,3}(?:\s*,\s*\d{1,3})*)\]")
@@ -25,8 +26,43 @@ class Checked:
     invalid_markers: int  # markers that pointed at no passage
     supported_citations: int
     total_citations: int
-    # per kept sentence: (claim without markers, passage indexes cited, status, support of the first)
+    # per kept sentence: (claim without markers, passage indexes cited, status, support of the first);
+    # a quoted code block is one item whose claim is the fenced block
     sentences: tuple[tuple[str, tuple[int, ...], str, float], ...] = ()
+    code_quoted: int = 0  # code blocks shown, each exactly as in its source passage
+    code_dropped: int = 0  # code blocks of the draft found in no source (regenerated or invented)
+    fragments_dropped: int = 0  # unfinished trailing sentences, and "...:" lead-ins to dropped code
+    repeats_dropped: int = 0  # sentences that said again what an earlier one said
+
+
+_FRAME = re.compile(r"^(?:the )?(?:direct |short )?answer(?: to (?:the|your) question)?(?: is(?: that)?\s+|\s*:\s*)", re.I)
+
+
+_ECHO = re.compile(r",?\s*\b(?:start with |starting with )?a one-sentence answer\s*[:,-]?\s*", re.I)
+
+
+def _unframe(claim: str) -> str:
+    """'The direct answer is that defaults ...' -> 'Defaults ...' (the prompt's words echoed)."""
+    claim = " ".join(_ECHO.sub(" ", claim).split())
+    m = _FRAME.match(claim)
+    if not m or len(claim) - m.end() < 10:
+        return claim
+    rest = claim[m.end():]
+    return rest[0].upper() + rest[1:]
+
+
+def _refs(sentence: str, n_passages: int) -> tuple[list[int], int]:
+    refs: list[int] = []
+    invalid = 0
+    for m in _MARKER.finditer(sentence):
+        for num in m.group(1).split(","):
+            n = int(num) - 1
+            if 0 <= n < n_passages:
+                if n not in refs:
+                    refs.append(n)
+            else:
+                invalid += 1
+    return refs, invalid
 
 
 def verify(answer: str, passages: list[str], min_support: float, drop_unsupported: bool = True) -> Checked:
@@ -35,58 +71,94 @@ def verify(answer: str, passages: list[str], min_support: float, drop_unsupporte
     A marker [n] outside 1..len(passages) is removed. A sentence whose cited passages do not
     support it (share of content words < min_support) is re-attached to the best supporting
     passage if one does, otherwise dropped (or kept without a marker when drop_unsupported is
-    False). Markers are renumbered 1..m in order of first use."""
+    False). A code block is kept only as the whole block of the source it reproduces, cited by
+    the sentence that introduces it; markers never go inside it. An unfinished last sentence
+    and a "...:" lead-in to code that was dropped are removed. Markers are renumbered 1..m in
+    order of first use."""
     terms = [content_terms(p) for p in passages]
-    kept_sentences: list[tuple[str, list[int]]] = []
-    statuses: list[tuple[str, float]] = []
-    dropped = invalid = supported = total = 0
-    for sentence in split_sentences(answer):
-        refs: list[int] = []
-        for m in _MARKER.finditer(sentence):
-            for num in m.group(1).split(","):
-                n = int(num) - 1
-                if 0 <= n < len(passages):
-                    if n not in refs:
-                        refs.append(n)
-                else:
-                    invalid += 1
-        claim = _MARKER.sub("", sentence).strip()
-        if not content_terms(claim):
-            continue  # fragments such as "1." or ":" carry no claim
-        good = [n for n in refs if support(claim, terms[n]) >= min_support]
-        total += len(refs)
-        supported += len(good)
-        status = "supported"
-        if not good:
-            scores = [support(claim, t) for t in terms]
-            best = max(range(len(scores)), key=scores.__getitem__) if scores else -1
-            if best >= 0 and scores[best] >= min_support:
-                good, status = [best], "reattached"
-            elif drop_unsupported:
-                dropped += 1
+    # items: [kind, claim, refs, status, support]
+    items: list[list] = []
+    dropped = invalid = supported = total = code_dropped = fragments = repeated = 0
+    for seg in segments(answer):
+        if seg.code:
+            quoted = quote_code(seg.text, passages)
+            if quoted is None:
+                code_dropped += 1
                 continue
-            else:
-                status = "unsupported"
-        kept_sentences.append((claim, good))
-        statuses.append((status, support(claim, terms[good[0]]) if good else 0.0))
+            n, block = quoted
+            if any(it[0] == "code" and it[1] == block for it in items):
+                continue  # the same source block twice
+            items.append(["code", block, [n], "supported", 1.0])
+            continue
+        for sentence in split_sentences(seg.text):
+            refs, bad = _refs(sentence, len(passages))
+            invalid += bad
+            claim = _unframe(_MARKER.sub("", sentence).strip())
+            if not content_terms(claim):
+                if claim.endswith(":") and len(claim) > 1:  # "For example:" may introduce code
+                    items.append(["prose", claim, [], "supported", 1.0])
+                continue  # fragments such as "1." or ":" carry no claim
+            if repeats(claim, [it[1] for it in items if it[0] == "prose"]):
+                repeated += 1
+                continue  # said already (small models loop)
+            good = [n for n in refs if support(claim, terms[n]) >= min_support]
+            total += len(refs)
+            supported += len(good)
+            status = "supported"
+            if not good:
+                scores = [support(claim, t) for t in terms]
+                best = max(range(len(scores)), key=scores.__getitem__) if scores else -1
+                if best >= 0 and scores[best] >= min_support:
+                    good, status = [best], "reattached"
+                elif drop_unsupported:
+                    dropped += 1
+                    continue
+                else:
+                    status = "unsupported"
+            items.append(["prose", claim, good, status, support(claim, terms[good[0]]) if good else 0.0])
+    # a "...:" lead-in must be followed by its code; the answer must end on a finished sentence
+    # (or on a code block its lead-in introduces)
+    kept: list[list] = []
+    for i, it in enumerate(items):
+        nxt = items[i + 1][0] if i + 1 < len(items) else None
+        if it[0] == "prose" and it[1].rstrip().endswith(":") and nxt != "code":
+            fragments += 1
+            continue
+        kept.append(it)
+    while kept and kept[-1][0] == "prose" and not ends_complete(kept[-1][1]):
+        kept.pop()
+        fragments += 1
+    # a code block is cited through the sentence before it (markers never go inside code)
+    for i, it in enumerate(kept):
+        if it[0] == "code":
+            prev = kept[i - 1] if i and kept[i - 1][0] == "prose" else None
+            if prev is not None and it[2][0] not in prev[2]:
+                prev[2] = prev[2] + [it[2][0]]
     order: list[int] = []
-    for _, refs in kept_sentences:
-        for n in refs:
+    for it in kept:
+        for n in it[2]:
             if n not in order:
                 order.append(n)
     number = {n: i + 1 for i, n in enumerate(order)}
     parts = []
-    for claim, refs in kept_sentences:
+    for i, it in enumerate(kept):
+        kind, claim, refs = it[0], it[1], it[2]
         marks = "".join(f"[{number[n]}]" for n in refs)
-        if marks and claim[-1:] in ".!?:":
+        if kind == "code":
+            if not (i and kept[i - 1][0] == "prose"):
+                parts.append(f"From [{number[refs[0]]}]:")
+            parts.append(f"\n\n```\n{claim}\n```\n\n")
+        elif marks and claim[-1:] in ".!?:":
             parts.append(f"{claim[:-1]} {marks}{claim[-1]}")
         else:
             parts.append(f"{claim} {marks}".rstrip())
-    sentences = tuple((claim, tuple(refs), st, round(sup, 3))
-                      for (claim, refs), (st, sup) in zip(kept_sentences, statuses))
-    return Checked(text=" ".join(parts), cited=tuple(order), kept=len(kept_sentences), dropped=dropped,
+    text = re.sub(r" *\n\n *", "\n\n", " ".join(parts)).strip()
+    sentences = tuple((claim if kind == "prose" else f"```\n{claim}\n```", tuple(refs), st, round(sup, 3))
+                      for kind, claim, refs, st, sup in kept)
+    return Checked(text=text, cited=tuple(order), kept=sum(it[0] == "prose" for it in kept), dropped=dropped,
                    invalid_markers=invalid, supported_citations=supported, total_citations=total,
-                   sentences=sentences)
+                   sentences=sentences, code_quoted=sum(it[0] == "code" for it in kept),
+                   code_dropped=code_dropped, fragments_dropped=fragments, repeats_dropped=repeated)
 
 
 def support_span(claim: str, passage: str) -> tuple[int, int]:

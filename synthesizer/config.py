@@ -4,6 +4,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 MODES = ("fast", "slow", "auto")
+ABSTAIN_POLICIES = ("always", "borderline", "never")
 
 
 @dataclass(frozen=True)
@@ -16,6 +17,9 @@ class AnswerConfig:
     fast_passages: int = 3
     slow_passages: int = 5
     fast_passage_words: int = 60  # fast mode quotes only this many words of each passage
+    slow_passage_words: int = 0  # slow mode likewise when > 0 (0: whole passages)
+    prompt_lookup_tokens: int = 0  # > 0: prompt-lookup speculative decoding drafting this many tokens
+    copy_penalty: float = 0.0  # > 0: logits taken from tokens that would extend a 6-token copy of the prompt
     slow_rerank: bool = True  # slow mode reorders its candidates with the cross-encoder
     fast_max_tokens: int = 160
     slow_max_tokens: int = 256
@@ -28,6 +32,10 @@ class AnswerConfig:
     max_question_chars: int = 1000
     min_support: float = 0.5  # share of a sentence's content words found in its cited passage
     min_evidence: float = 0.5  # share of question content words that the best passages must hold
+    # when slow mode offers the model "NOT IN SOURCES": always, only when the evidence is
+    # borderline (below borderline_evidence), or never (the gate and the verifier decide alone)
+    abstain_instruction: str = "always"
+    borderline_evidence: float = 0.75
 
     def __post_init__(self) -> None:
         if self.mode not in MODES:
@@ -35,5 +43,7 @@ class AnswerConfig:
         for name in ("fast_passages", "slow_passages", "fast_max_tokens", "slow_max_tokens", "n_threads"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be at least 1")
+        if self.abstain_instruction not in ABSTAIN_POLICIES:
+            raise ValueError(f"abstain_instruction must be one of {ABSTAIN_POLICIES}")
         if not 0 <= self.min_support <= 1 or not 0 <= self.min_evidence <= 1:
             raise ValueError("min_support and min_evidence are shares between 0 and 1")

@@ -5,10 +5,12 @@ from __future__ import annotations
 import math
 import re
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Generator, Iterator
+from dataclasses import asdict, dataclass, field, replace
 
 from llama_index.core.base.llms.types import ChatMessage, MessageRole
 from llama_index.core.base.response.schema import Response
+from llama_index.core.llms import LLM
 from llama_index.core.query_engine import CustomQueryEngine
 from llama_index.core.schema import QueryBundle
 from pydantic import ConfigDict
@@ -19,35 +21,55 @@ from retriever.llamaindex_adapter import FathomRetriever, hit_to_node, node_to_h
 from synthesizer.citations import looks_like_abstention, shown_support, support_span, verify
 from synthesizer.config import AnswerConfig
 from synthesizer.llm import LlamaCppLLM
-from synthesizer.prompts import ABSTAIN_TEXT, build_messages, focus
+from synthesizer.prompts import ABSTAIN_TEXT, build_messages, focus, prompt_prefix
+from synthesizer.shaping import ends_complete, repeats, segments
 from synthesizer.textutil import content_terms, split_sentences
-from synthesizer.types import Answer, Citation, SentenceSupport
+from synthesizer.types import Answer, Citation, SentenceSupport, Timings
 
 _COMPLEX = re.compile(r"\b(why|explain|compare|difference|differences|versus|vs\.?|pros|cons|"
                       r"trade-?offs?|how does|how do .* work|when should|best way|steps)\b", re.I)
 
-LLMFactory = Callable[[str, int, int], LlamaCppLLM]
+LLMFactory = Callable[[str, int, int], LLM]  # (model name, context tokens, max new tokens) -> any LlamaIndex LLM
 
 
 def default_llm_factory(config: AnswerConfig) -> LLMFactory:
     def make(model: str, n_ctx: int, max_tokens: int) -> LlamaCppLLM:
         return LlamaCppLLM(model_name=model, n_ctx=n_ctx, n_threads=config.n_threads, max_tokens=max_tokens,
-                           adaptive_threads=config.adaptive_threads)
+                           adaptive_threads=config.adaptive_threads,
+                           prompt_lookup_tokens=config.prompt_lookup_tokens, copy_penalty=config.copy_penalty)
     return make
 
 
+@dataclass
+class _Run:
+    """The state of one question as it moves through the stages."""
+
+    question: str
+    mode: str  # asked for; after choose(): the mode that runs
+    t0: float
+    notes: list[str] = field(default_factory=list)
+    timings: dict = field(default_factory=dict)
+    hits: list[Hit] = field(default_factory=list)
+    reranked: bool = False
+    coverage: float = 1.0  # IDF-weighted share of the question's terms in the best passages
+    reason: str = ""
+    because: str = ""  # prefix of an abstention's reason (auto says which mode it chose)
+
+
 class Synthesizer:
-    """Answers questions from a HybridRetriever. LLMs are created on first use and kept."""
+    """Answers questions from a HybridRetriever: retrieve -> choose mode -> gate -> generate ->
+    verify. LLMs are created on first use (or by `warm`) and kept."""
 
     def __init__(self, retriever: HybridRetriever, config: AnswerConfig = AnswerConfig(),
                  llm_factory: LLMFactory | None = None):
         self.retriever = retriever
         self.config = config
         self.llm_factory = llm_factory or default_llm_factory(config)
-        self._llms: dict[tuple[str, int, int], LlamaCppLLM] = {}
+        self._llms: dict[tuple[str, int, int], LLM] = {}
+        self._idf: dict[str, float] = {}
 
     # --- pieces -----------------------------------------------------------------
-    def llm(self, mode: str) -> LlamaCppLLM:
+    def llm(self, mode: str) -> LLM:
         c = self.config
         key = ((c.fast_model, c.fast_n_ctx, c.fast_max_tokens) if mode == "fast"
                else (c.slow_model, c.slow_n_ctx, c.slow_max_tokens))
@@ -55,29 +77,54 @@ class Synthesizer:
             self._llms[key] = self.llm_factory(*key)
         return self._llms[key]
 
-    def idf(self) -> dict[str, float]:
-        """IDF of content terms over the index's chunks (computed once per loaded index)."""
+    def warm(self, modes: tuple[str, ...] = ("fast", "slow")) -> dict[str, float]:
+        """Load the models of `modes` (and the reranker for slow) now rather than on the first
+        question, and evaluate the fixed start of the prompt so its KV cache is reused.
+        Returns the seconds each took; a model that cannot load is left to the fallback."""
+        out: dict[str, float] = {}
+        for mode in modes:
+            t = time.perf_counter()
+            try:
+                llm = self.llm(mode)
+                if isinstance(llm, LlamaCppLLM):
+                    llm.prefill(prompt_prefix(allow_abstain=mode != "fast"
+                                              and self.config.abstain_instruction != "never"))
+            except ModelUnavailable:
+                continue
+            out[mode] = round(time.perf_counter() - t, 2)
+        if "slow" in modes and self.config.slow_rerank:
+            t = time.perf_counter()
+            try:
+                from retriever.rerank import load_reranker
+                load_reranker(self.retriever.config.rerank_threads, self.retriever.config.rerank_max_tokens)
+                out["rerank"] = round(time.perf_counter() - t, 2)
+            except ModelUnavailable:
+                pass
+        return out
+
+    def idf(self, terms: set[str]) -> dict[str, float]:
+        """IDF of content terms in the index (document frequencies from the index, cached)."""
         index = self.retriever.index
         if getattr(self, "_idf_for", None) is not index:
-            df: dict[str, int] = {}
-            for chunk in index.chunks.values():
-                for t in content_terms(f"{chunk.title} {chunk.heading} {chunk.text}"):
-                    df[t] = df.get(t, 0) + 1
-            n = max(1, len(index.chunks))
-            self._idf = {t: math.log((n + 1) / (d + 0.5)) for t, d in df.items()}
-            self._idf_for = index
-        return self._idf
+            self._idf, self._idf_for = {}, index
+        n = max(1, len(index))
+        for t in terms - self._idf.keys():
+            self._idf[t] = math.log((n + 1) / (index.document_frequency(t) + 0.5))
+        return {t: self._idf[t] for t in terms}
 
     def li_retriever(self, k: int, rerank: bool | None = None) -> FathomRetriever:
         # Up to 3 chunks of one page: a long FAQ answer spans several chunks.
         return FathomRetriever(self.retriever, k=k, max_per_page=3, rerank=rerank)
+
+    def coverage(self, question: str, hits: list[Hit]) -> float:
+        return evidence_coverage(question, hits, self.idf(content_terms(question)))
 
     def choose_mode(self, question: str, hits: list[Hit]) -> tuple[str, str]:
         """auto mode: fast when retrieval is confident and the question simple, else slow."""
         words = len(question.split())
         top = hits[0] if hits else None
         agree = bool(top and top.bm25_rank and top.dense_rank and top.bm25_rank <= 3 and top.dense_rank <= 3)
-        coverage = evidence_coverage(question, hits[:3], self.idf())
+        coverage = self.coverage(question, hits[:3])
         complex_q = bool(_COMPLEX.search(question)) or words > 20
         signals = (f"engines {'agree' if agree else 'disagree'} on the top passage, "
                    f"{coverage:.0%} of key terms found, {'complex' if complex_q else 'simple'} question "
@@ -97,6 +144,34 @@ class Synthesizer:
 
     def stream(self, question: str, mode: str | None = None) -> Iterator[str | Answer]:
         """Yield answer text deltas as the model writes them, then the final verified Answer."""
+        run = self._start(question, mode)
+        self._retrieve(run)
+        self._choose(run)
+        refusal = self._gate(run)
+        if refusal is not None:
+            yield refusal
+            return
+        passages = merge_sections(run.hits)[:self.config.fast_passages if run.mode == "fast"
+                                             else self.config.slow_passages]
+        try:
+            llm = self._load(run)
+        except ModelUnavailable as exc:
+            run.notes.append(f"LLM unavailable ({exc}); extractive answer")
+            yield self._extractive(run, passages)
+            return
+        gen = self._generate(run, llm, passages)
+        try:
+            while True:
+                yield next(gen)
+        except StopIteration as done:
+            text, passages = done.value
+        if text is None:
+            yield self._extractive(run, passages)
+            return
+        yield self._verify(run, llm, text, passages)
+
+    # --- the stages -------------------------------------------------------------------
+    def _start(self, question: str, mode: str | None) -> _Run:
         c = self.config
         t0 = time.perf_counter()
         mode = mode or c.mode
@@ -105,57 +180,76 @@ class Synthesizer:
         question = (question or "").strip()
         if not question:
             raise QueryError("the question is empty")
-        notes: list[str] = []
+        run = _Run(question=question, mode=mode, t0=t0)
         if len(question) > c.max_question_chars:
-            notes.append(f"question truncated from {len(question)} to {c.max_question_chars} characters")
-            question = question[:c.max_question_chars]
+            run.notes.append(f"question truncated from {len(question)} to {c.max_question_chars} characters")
+            run.question = question[:c.max_question_chars]
+        return run
+
+    def _retrieve(self, run: _Run) -> None:
+        """Slow mode asked for up front reranks in its one retrieval; auto takes as many
+        unreranked candidates as a rerank would see, to choose and, for slow, rerank them."""
+        c = self.config
         k = max(c.fast_passages, c.slow_passages)
-        # slow mode asked for up front reranks in its one retrieval; auto retrieves unreranked to
-        # choose, and reranks again only when it chooses slow
-        rerank_now = mode == "slow" and c.slow_rerank
-        nodes = self.li_retriever(k, rerank=True if rerank_now else None).retrieve(QueryBundle(question))
-        hits = [node_to_hit(n) for n in nodes]
-        timings = {"retrieve_ms": round((time.perf_counter() - t0) * 1000, 1)}
-        if mode == "auto":
-            mode, reason = self.choose_mode(question, hits)
-            because = reason + "; abstained: "  # an abstention still says which mode auto chose
+        run.reranked = run.mode == "slow" and c.slow_rerank
+        if run.mode == "auto" and c.slow_rerank:
+            k = max(k, self.retriever.config.rerank_candidates)
+        nodes = self.li_retriever(k, rerank=True if run.reranked else None).retrieve(QueryBundle(run.question))
+        run.hits = [node_to_hit(n) for n in nodes]
+        run.timings["retrieve_ms"] = _ms(run.t0)
+
+    def _choose(self, run: _Run) -> None:
+        if run.mode == "auto":
+            run.mode, run.reason = self.choose_mode(run.question, run.hits)
+            run.because = run.reason + "; abstained: "  # an abstention still says which mode auto chose
         else:
-            reason, because = f"{mode} mode requested", ""
-        if mode == "slow" and c.slow_rerank and hits and not rerank_now:
+            run.reason = f"{run.mode} mode requested"
+        if run.mode == "slow" and self.config.slow_rerank and not run.reranked and len(run.hits) > 1:
             t = time.perf_counter()
-            hits = [node_to_hit(n) for n in self.li_retriever(c.slow_passages, rerank=True).retrieve(QueryBundle(question))]
-            timings["rerank_ms"] = round((time.perf_counter() - t) * 1000, 1)
-        if not hits:
-            yield self._abstain(because + "no indexed passage matches the question", mode, hits, timings, t0, notes)
-            return
-        coverage = evidence_coverage(question, hits[:3], self.idf())
-        if coverage < c.min_evidence:
-            yield self._abstain(because + f"weak evidence: only {coverage:.0%} of the question's key terms appear "
-                                "in the best sources", mode, hits, timings, t0, notes)
-            return
-        passages = hits[:c.fast_passages if mode == "fast" else c.slow_passages]
-        t_load = time.perf_counter()
-        try:
-            llm = self.llm(mode)
-        except ModelUnavailable as exc:
-            notes.append(f"LLM unavailable ({exc}); extractive answer")
-            yield self._extractive(question, passages, reason, timings, t0, notes)
-            return
-        if time.perf_counter() - t_load > 0.05:  # first use in this process: the model was loaded
-            timings["model_load_ms"] = round((time.perf_counter() - t_load) * 1000, 1)
-        max_tokens = c.fast_max_tokens if mode == "fast" else c.slow_max_tokens
-        n_ctx = c.fast_n_ctx if mode == "fast" else c.slow_n_ctx
-        q_terms = content_terms(question)
-        texts = [f"{_header(h)}: " + (focus(h.text, q_terms, c.fast_passage_words) if mode == "fast" else h.text)
-                 for h in passages]
+            run.hits, notes = self.retriever.rerank(run.question, run.hits)
+            run.notes.extend(notes)
+            run.reranked = True
+            run.timings["rerank_ms"] = _ms(t)
+
+    def _gate(self, run: _Run) -> Answer | None:
+        """An abstention when retrieval found nothing or too little of the question."""
+        if not run.hits:
+            return self._abstain(run, "no indexed passage matches the question")
+        coverage = run.coverage = self.coverage(run.question, run.hits[:3])
+        if coverage < self.config.min_evidence:
+            return self._abstain(run, f"weak evidence: only {coverage:.0%} of the question's key terms appear "
+                                      "in the best sources")
+        return None
+
+    def _load(self, run: _Run) -> LLM:
+        t = time.perf_counter()
+        llm = self.llm(run.mode)
+        if time.perf_counter() - t > 0.05:  # first use in this process: the model was loaded
+            run.timings["model_load_ms"] = _ms(t)
+        return llm
+
+    def _generate(self, run: _Run, llm: LLM, passages: list[Hit]
+                  ) -> Generator[str, None, tuple[str | None, list[Hit]]]:
+        """Stream the model's draft; returns (draft, passages shown), draft None when the
+        extractive fallback must answer instead."""
+        c = self.config
+        fast = run.mode == "fast"
+        max_tokens = c.fast_max_tokens if fast else c.slow_max_tokens
+        n_ctx = c.fast_n_ctx if fast else c.slow_n_ctx
+        q_terms = content_terms(run.question)
+        window = c.fast_passage_words if fast else c.slow_passage_words
+        texts = [f"{_header(h)}: " + (focus(h.text, q_terms, window) if window else h.text) for h in passages]
         # The small fast model answers "NOT IN SOURCES" far too eagerly when offered it, so fast
         # mode leaves abstention to the evidence gate before and the verifier after generation.
-        messages, used = build_messages(question, texts, llm.count_tokens, n_ctx - max_tokens,
-                                        allow_abstain=mode != "fast", inline_citations=mode != "fast")
+        policy = c.abstain_instruction
+        offer = not fast and (policy == "always" or (policy == "borderline" and run.coverage < c.borderline_evidence))
+        messages, used = build_messages(run.question, texts, _token_counter(llm), n_ctx - max_tokens,
+                                        allow_abstain=offer, inline_citations=not fast)
         passages = passages[:used]
+        run.timings["prompt_tokens"] = _token_counter(llm)(messages[0]["content"] + messages[1]["content"])
         # a model's one-time load does not eat into the mode's budget
-        deadline = (t0 + timings.get("model_load_ms", 0.0) / 1000
-                    + (c.fast_deadline_s if mode == "fast" else c.slow_deadline_s))
+        deadline = (run.t0 + run.timings.get("model_load_ms", 0.0) / 1000
+                    + (c.fast_deadline_s if fast else c.slow_deadline_s))
         text, first_token, n_tokens = "", None, 0
         t_gen = time.perf_counter()
         try:
@@ -166,76 +260,81 @@ class Synthesizer:
                 n_tokens += 1
                 yield delta
                 if time.perf_counter() > deadline:
-                    notes.append("generation stopped at the mode's deadline")
+                    run.notes.append("generation stopped at the mode's deadline")
+                    break
+                if any(ch in delta for ch in ".!?\n") and _looping(text):
+                    run.notes.append("generation stopped: the model began repeating itself")
                     break
         except (RuntimeError, ValueError, OSError) as exc:  # llama.cpp failures
-            notes.append(f"LLM failed ({exc}); extractive answer")
-            yield self._extractive(question, passages, reason, timings, t0, notes)
-            return
+            run.notes.append(f"LLM failed ({exc}); extractive answer")
+            return None, passages
         t_end = time.perf_counter()
         gen_s = t_end - t_gen
         if first_token is not None and n_tokens > 1 and t_end > first_token:
-            timings["decode_tokens_per_s"] = round((n_tokens - 1) / (t_end - first_token), 1)
-        timings.update(first_token_ms=round(((first_token or time.perf_counter()) - t0) * 1000, 1),
-                       generate_ms=round(gen_s * 1000, 1), tokens=n_tokens, threads=llm.threads_used,
-                       tokens_per_s=round(n_tokens / gen_s, 1) if gen_s > 0 else 0.0)
-        if not text.strip() and "generation stopped at the mode's deadline" in notes:
-            yield self._extractive(question, passages, reason, timings, t0, notes)
-            return
+            run.timings["decode_tokens_per_s"] = round((n_tokens - 1) / (t_end - first_token), 1)
+        run.timings.update(first_token_ms=_ms(run.t0, first_token or time.perf_counter()),
+                           generate_ms=round(gen_s * 1000, 1), tokens=n_tokens,
+                           tokens_per_s=round(n_tokens / gen_s, 1) if gen_s > 0 else 0.0)
+        if getattr(llm, "threads_used", None):
+            run.timings["threads"] = llm.threads_used
+        if not text.strip() and "generation stopped at the mode's deadline" in run.notes:
+            return None, passages
+        return text, passages
+
+    def _verify(self, run: _Run, llm: LLM, text: str, passages: list[Hit]) -> Answer:
+        """Check every sentence against its source; keep code only as quoted from it."""
+        c = self.config
+        model = _model_name(llm)
         if looks_like_abstention(text):
-            yield self._abstain(because + "the model found no answer in the sources", mode, hits, timings, t0, notes,
-                                model=llm.model_name)
-            return
+            return self._abstain(run, "the model found no answer in the sources", model)
         checked = verify(text, [f"{h.title} {h.heading} {h.text}" for h in passages], c.min_support,
                          drop_unsupported=True)
-        if checked.dropped:
-            notes.append(f"{checked.dropped} unsupported sentence(s) removed")
-        if checked.invalid_markers:
-            notes.append(f"{checked.invalid_markers} citation marker(s) to no source removed")
+        for count, what in ((checked.dropped, "unsupported sentence(s) removed"),
+                            (checked.invalid_markers, "citation marker(s) to no source removed"),
+                            (checked.code_dropped, "code block(s) found in no source removed"),
+                            (checked.fragments_dropped, "unfinished sentence(s) removed"),
+                            (checked.repeats_dropped, "repeated sentence(s) removed")):
+            if count:
+                run.notes.append(f"{count} {what}")
         if not checked.kept or not checked.cited:
-            yield self._abstain(because + "no sentence of the draft answer was supported by the sources", mode, hits,
-                                timings, t0, notes, model=llm.model_name)
-            return
+            return self._abstain(run, "no sentence of the draft answer was supported by the sources", model)
         cites = tuple(_citation(i + 1, passages[n]) for i, n in enumerate(checked.cited))
         shown_ok, shown = shown_support(checked.text, [f"{passages[n].title} {passages[n].heading} {passages[n].text}"
                                                         for n in checked.cited], c.min_support)
         # model_citations_*: markers the model wrote itself (fast mode asks for none);
         # citations_*: every marker shown in the final answer, re-checked against its passage
-        timings.update(model_citations_supported=checked.supported_citations,
-                       model_citations_total=checked.total_citations,
-                       citations_supported=shown_ok, citations_total=shown)
-        timings["total_ms"] = round((time.perf_counter() - t0) * 1000, 1)
+        run.timings.update(model_citations_supported=checked.supported_citations,
+                           model_citations_total=checked.total_citations,
+                           citations_supported=shown_ok, citations_total=shown)
         number = {n: i + 1 for i, n in enumerate(checked.cited)}
         sentences = tuple(_sentence_support(claim, tuple(number[n] for n in refs), status, sup,
                                             passages[refs[0]].text if refs else "")
                           for claim, refs, status, sup in checked.sentences)
-        yield Answer(answer=checked.text, mode=mode, reason=reason, abstained=False, citations=cites,
-                     timings=timings, model=llm.model_name, notes=tuple(notes), sentences=sentences)
+        return Answer(answer=checked.text, mode=run.mode, reason=run.reason, abstained=False, citations=cites,
+                      timings=_timings(run), model=model, notes=tuple(run.notes), sentences=sentences)
 
-    def _abstain(self, why: str, mode: str, hits: list[Hit], timings: dict, t0: float, notes: list[str],
-                 model: str = "") -> Answer:
-        timings["total_ms"] = round((time.perf_counter() - t0) * 1000, 1)
-        closest = tuple(_citation(i + 1, h) for i, h in enumerate(_distinct_pages(hits)[:3]))
+    def _abstain(self, run: _Run, why: str, model: str = "") -> Answer:
+        closest = tuple(_citation(i + 1, h) for i, h in enumerate(_distinct_pages(run.hits)[:3]))
         text = ABSTAIN_TEXT + (" The closest sources are listed below." if closest else "")
-        return Answer(answer=text, mode=mode, reason=why, abstained=True, citations=closest,
-                      timings=timings, model=model, notes=tuple(notes))
+        return Answer(answer=text, mode=run.mode, reason=run.because + why, abstained=True, citations=closest,
+                      timings=_timings(run), model=model, notes=tuple(run.notes))
 
-    def _extractive(self, question: str, passages: list[Hit], reason: str, timings: dict, t0: float,
-                    notes: list[str]) -> Answer:
+    def _extractive(self, run: _Run, passages: list[Hit]) -> Answer:
         """Best-matching sentences of the top passages, each cited."""
-        q = content_terms(question)
+        q = content_terms(run.question)
         scored = []
         for i, h in enumerate(passages):
-            for j, s in enumerate(split_sentences(h.text.replace("```", ""))):
+            prose = " ".join(s.text for s in segments(h.text) if not s.code)
+            for j, s in enumerate(split_sentences(prose)):
                 terms = content_terms(s)
-                if len(s) < 20 or not terms:
+                if len(s) < 20 or not terms or not ends_complete(s):
                     continue
                 scored.append((len(q & terms) / max(1, len(q)) - 0.01 * i - 0.001 * j, i, s))
         scored.sort(reverse=True)
         chosen = [(i, s) for score, i, s in scored[:3] if score > 0]
         if not chosen:
-            return self._abstain("no sentence of the sources matches the question", "extractive", passages,
-                                 timings, t0, notes)
+            run.because, run.mode = "", "extractive"
+            return self._abstain(run, "no sentence of the sources matches the question")
         order: list[int] = []
         for i, _ in chosen:
             if i not in order:
@@ -244,32 +343,110 @@ class Synthesizer:
         text = " ".join(_cite_sentence(" ".join(s.split()), number[i]) for i, s in chosen)
         sentences = tuple(_sentence_support(" ".join(s.split()), (number[i],), "supported", 1.0, passages[i].text)
                           for i, s in chosen)
-        timings["total_ms"] = round((time.perf_counter() - t0) * 1000, 1)
-        return Answer(answer=text, mode="extractive", reason=reason, abstained=False,
+        return Answer(answer=text, mode="extractive", reason=run.reason, abstained=False,
                       citations=tuple(_citation(number[i], passages[i]) for i in order),
-                      timings=timings, notes=tuple(notes), sentences=sentences)
+                      timings=_timings(run), notes=tuple(run.notes), sentences=sentences)
 
     def query_engine(self, mode: str | None = None) -> "FathomQueryEngine":
-        """This synthesizer as a LlamaIndex query engine."""
+        """This synthesizer as a LlamaIndex query engine (the path Engine.ask takes)."""
         return FathomQueryEngine(synthesizer=self, mode=mode or self.config.mode)
 
 
 class FathomQueryEngine(CustomQueryEngine):
-    """LlamaIndex query engine: `query(q)` returns a Response whose metadata holds the Answer
-    and whose source_nodes are the cited passages."""
+    """LlamaIndex query engine: `query(q)` returns a Response whose source_nodes are the cited
+    passages and whose metadata holds the Answer and its mode, reason, abstained, per-sentence
+    support and timings. `stream_answer(q)` yields the text as written, then the Answer."""
 
     model_config = ConfigDict(arbitrary_types_allowed=True)
     synthesizer: Synthesizer
     mode: str = "auto"
 
+    def stream_answer(self, query_str: str) -> Iterator[str | Answer]:
+        return self.synthesizer.stream(query_str, self.mode)
+
     def custom_query(self, query_str: str) -> Response:
-        ans = self.synthesizer.answer(query_str, self.mode)
-        sources = [hit_to_node(Hit(chunk_id=c.chunk_id, url=c.url, title=c.title, heading=c.heading, text="",
-                                   snippet=c.snippet, score=0.0)) for c in ans.citations]
-        return Response(response=ans.answer, source_nodes=sources, metadata={"answer": ans})
+        ans = None
+        for item in self.stream_answer(query_str):
+            if isinstance(item, Answer):
+                ans = item
+        assert ans is not None
+        return answer_response(ans)
 
 
-def _stream(llm: LlamaCppLLM, messages: list[dict]) -> Iterator[str]:
+def answer_response(ans: Answer) -> Response:
+    """An Answer as a LlamaIndex Response."""
+    sources = [hit_to_node(Hit(chunk_id=c.chunk_id, url=c.url, title=c.title, heading=c.heading, text=c.passage,
+                               snippet=c.snippet, score=0.0)) for c in ans.citations]
+    return Response(response=ans.answer, source_nodes=sources,
+                    metadata={"answer": ans, "mode": ans.mode, "reason": ans.reason, "abstained": ans.abstained,
+                              "sentences": [asdict(s) for s in ans.sentences], "timings": dict(ans.timings),
+                              "notes": list(ans.notes), "model": ans.model})
+
+
+def merge_sections(hits: list[Hit]) -> list[Hit]:
+    """One passage per page section: chunks of the same page and heading become one hit (at the
+    rank of the best), their texts joined in page order with the chunk overlap removed, so that
+    one section never gets two citation numbers."""
+    groups: dict[tuple[str, str], list[Hit]] = {}
+    for h in hits:
+        groups.setdefault((h.url, h.heading), []).append(h)
+    out = []
+    for members in groups.values():
+        if len(members) == 1:
+            out.append(members[0])
+            continue
+        ordered = sorted(members, key=lambda h: h.chunk_id)
+        text = ordered[0].text
+        for h in ordered[1:]:
+            text = _join_overlapping(text, h.text)
+        out.append(replace(members[0], text=text))
+    return out
+
+
+def _join_overlapping(a: str, b: str, max_words: int = 120) -> str:
+    """a + b without the words that end a and start b again (chunk overlap)."""
+    aw, bw = a.split(), b.split()
+    for n in range(min(max_words, len(aw), len(bw)), 4, -1):
+        if aw[-n:] == bw[:n]:
+            rest = b
+            for w in bw[:n]:  # drop the first n words of b, keeping its line breaks after them
+                rest = rest[rest.index(w) + len(w):]
+            return a + rest
+    return a + "\n\n" + b
+
+
+def _looping(text: str) -> bool:
+    """True when the last finished prose sentence of a draft repeats an earlier one."""
+    prose = " ".join(seg.text for seg in segments(text) if not seg.code)
+    done = split_sentences(prose)
+    if len(done) < 2:
+        return False
+    if not ends_complete(done[-1]):
+        done = done[:-1]
+    return len(done) >= 2 and repeats(done[-1], done[:-1])
+
+
+def _ms(t0: float, t1: float | None = None) -> float:
+    return round(((t1 if t1 is not None else time.perf_counter()) - t0) * 1000, 1)
+
+
+def _timings(run: _Run) -> Timings:
+    run.timings["total_ms"] = _ms(run.t0)
+    return Timings(**run.timings)
+
+
+def _model_name(llm: LLM) -> str:
+    return getattr(llm, "model_name", "") or llm.metadata.model_name
+
+
+def _token_counter(llm: LLM) -> Callable[[str], int]:
+    """The model's own token count where it has one; else a safe over-estimate (3 chars a token)."""
+    if hasattr(llm, "count_tokens"):
+        return llm.count_tokens
+    return lambda text: len(text) // 3 + 1
+
+
+def _stream(llm: LLM, messages: list[dict]) -> Iterator[str]:
     msgs = [ChatMessage(role=MessageRole(m["role"]), content=m["content"]) for m in messages]
     for resp in llm.stream_chat(msgs):
         if resp.delta:
@@ -312,7 +489,12 @@ def _citation(n: int, h: Hit) -> Citation:
 def _sentence_support(claim: str, numbers: tuple[int, ...], status: str, sup: float, passage: str
                       ) -> SentenceSupport:
     """A kept sentence with the span of its first cited passage that supports it."""
-    start, end = support_span(claim, passage) if passage else (-1, -1)
+    if claim.startswith("```"):  # a quoted code block: its exact place in the passage
+        block = claim.strip("`").strip("\n")
+        start = passage.find(block) if passage else -1
+        start, end = (start, start + len(block)) if start >= 0 else (-1, -1)
+    else:
+        start, end = support_span(claim, passage) if passage else (-1, -1)
     return SentenceSupport(text=claim, citations=numbers, status=status, support=sup,
                            span=passage[start:end] if start >= 0 else "", span_start=start, span_end=end)
 

@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from urllib.parse import urlsplit
 
 from core.errors import QueryError
+from synthesizer.shaping import broken_code, longest_copied_run
 from synthesizer.types import Answer
 
 _TOKEN = re.compile(r"\w+")
@@ -33,6 +34,12 @@ class AnswerEval:
     first_token_ms_p50: float
     tokens_per_s: float  # decoding speed after the first token (prompt evaluation excluded)
     modes_used: dict[str, int]
+    copy_words_p50: float = 0.0  # longest run of answer words (code aside) standing verbatim in a cited page
+    copy_words_max: int = 0
+    broken_code: int = 0  # answers with an unclosed fence, a marker inside code, or a trailing fragment
+    duplicate_sources: int = 0  # answers citing one page section under two numbers
+    answered_mean_s: float = 0.0  # seconds over answered (not abstained) answerable questions
+    answered_p95_s: float = 0.0
     per_question: list[dict] = field(default_factory=list, repr=False)
 
 
@@ -69,11 +76,16 @@ def _same_page(url: str, source: str) -> bool:
     return path == src or path.endswith("/" + src)
 
 
+def _p95(values: list[float]) -> float:
+    return round(sorted(values)[min(len(values) - 1, int(len(values) * 0.95))], 2) if values else 0.0
+
+
 def evaluate_answers(ask: Callable[[str], Answer], mode: str, qa: list[dict],
-                     unanswerable: list[dict]) -> AnswerEval:
-    """Ask every question in `mode` and aggregate the metrics."""
-    times, first, tps, f1s = [], [], [], []
-    cites = false_abst = abst = supported = total = model_ok = model_total = 0
+                     unanswerable: list[dict], page_text: Callable[[str], str] | None = None) -> AnswerEval:
+    """Ask every question in `mode` and aggregate the metrics. `page_text(url)` gives a cited
+    page's whole text for the copy-length measure (default: the cited passages)."""
+    times, first, tps, f1s, copies, answered_s = [], [], [], [], [], []
+    cites = false_abst = abst = supported = total = model_ok = model_total = broken = dups = 0
     used: Counter[str] = Counter()
     rows: list[dict] = []
     for row in qa:
@@ -92,6 +104,16 @@ def evaluate_answers(ask: Callable[[str], Answer], mode: str, qa: list[dict],
             continue
         row_out["cites_source"] = any(_same_page(c.url, row["source"]) for c in a.citations)
         row_out["f1"] = token_f1(a.answer, row["answer"])
+        row_out["answer"] = a.answer
+        urls = list(dict.fromkeys(c.url for c in a.citations))
+        sources = [page_text(u) for u in urls] if page_text else [c.passage for c in a.citations]
+        row_out["copy_words"] = longest_copied_run(a.answer, sources)
+        row_out["broken_code"] = broken_code(a.answer)
+        row_out["duplicate_sources"] = len({(c.url, c.heading) for c in a.citations}) < len(a.citations)
+        copies.append(row_out["copy_words"])
+        broken += row_out["broken_code"]
+        dups += row_out["duplicate_sources"]
+        answered_s.append(row_out["seconds"])
         cites += row_out["cites_source"]
         f1s.append(row_out["f1"])
         supported += a.timings.get("citations_supported", 0)
@@ -115,7 +137,11 @@ def evaluate_answers(ask: Callable[[str], Answer], mode: str, qa: list[dict],
         false_abstention=round(false_abst / n, 3) if n else 0.0,
         abstention=round(abst / u, 3) if u else 0.0,
         mean_s=round(statistics.fmean(times), 2) if times else 0.0,
-        p95_s=round(sorted(times)[min(len(times) - 1, int(len(times) * 0.95))], 2) if times else 0.0,
+        p95_s=_p95(times),
         first_token_ms_p50=round(statistics.median(first), 1) if first else 0.0,
         tokens_per_s=round(statistics.fmean(tps), 1) if tps else 0.0,
-        modes_used=dict(used), per_question=rows)
+        modes_used=dict(used), per_question=rows,
+        copy_words_p50=float(statistics.median(copies)) if copies else 0.0,
+        copy_words_max=max(copies, default=0), broken_code=broken, duplicate_sources=dups,
+        answered_mean_s=round(statistics.fmean(answered_s), 2) if answered_s else 0.0,
+        answered_p95_s=_p95(answered_s))

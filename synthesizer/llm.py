@@ -20,23 +20,29 @@ from synthesizer.models import model_path
 from synthesizer.threads import threads_for_now
 
 STOP = ["<|im_end|>", "<|endoftext|>"]
-_CACHE: dict[tuple[str, int, int], Any] = {}
+_CACHE: dict[tuple[str, int, int, int], Any] = {}
 _LOCK = threading.Lock()
 
 
-def load_llama(name: str, n_ctx: int, n_threads: int):
-    """A llama_cpp.Llama for model `name`, created once per process and reused."""
+def load_llama(name: str, n_ctx: int, n_threads: int, prompt_lookup_tokens: int = 0):
+    """A llama_cpp.Llama for model `name`, created once per process and reused. With
+    `prompt_lookup_tokens` > 0 it decodes speculatively, drafting that many tokens from
+    n-grams of the prompt (answers reuse the passages' words)."""
     import llama_cpp
 
     path = model_path(name)
-    key = (path, n_ctx, n_threads)
+    key = (path, n_ctx, n_threads, prompt_lookup_tokens)
     with _LOCK:
         if key not in _CACHE:
             logging.getLogger("llama-cpp-python").setLevel(logging.ERROR)
             try:  # llama.cpp edge: a backend that will not load is OSError, a bad GGUF ValueError
                 load_ggml_backends(model_path("smollm2-135m") if _smol_ok() else path)
+                draft = None
+                if prompt_lookup_tokens > 0:
+                    from llama_cpp.llama_speculative import LlamaPromptLookupDecoding
+                    draft = LlamaPromptLookupDecoding(num_pred_tokens=prompt_lookup_tokens)
                 _CACHE[key] = llama_cpp.Llama(model_path=path, n_ctx=n_ctx, n_threads=n_threads,
-                                              verbose=False)
+                                              draft_model=draft, verbose=False)
             except (OSError, ValueError, RuntimeError) as exc:
                 raise ModelUnavailable(f"llama.cpp could not load {path}: {exc}") from None
         return _CACHE[key]
@@ -50,6 +56,32 @@ def _smol_ok() -> bool:
         return False
 
 
+class NoCopy:
+    """A llama.cpp logits processor that keeps the answer in the model's own words: once the
+    last `n` generated tokens stand in the prompt in that order, the tokens that would carry the
+    copy on lose `penalty` logits. Code (inside ``` fences) may be copied: it is quoted whole."""
+
+    def __init__(self, llama, penalty: float, n: int = 6):
+        self.llama, self.penalty, self.n = llama, penalty, n
+        self.start = -1
+        self.next: dict[tuple[int, ...], set[int]] = {}
+
+    def __call__(self, input_ids, scores):
+        ids = [int(t) for t in input_ids]
+        if self.start < 0:  # first call: everything so far is the prompt
+            self.start = len(ids)
+            for i in range(len(ids) - self.n):
+                self.next.setdefault(tuple(ids[i:i + self.n]), set()).add(ids[i + self.n])
+        made = ids[self.start:]
+        if len(made) < self.n:
+            return scores
+        follow = self.next.get(tuple(made[-self.n:]))
+        if follow and self.llama.detokenize(made).count(b"```") % 2 == 0:
+            for t in follow:
+                scores[t] -= self.penalty
+        return scores
+
+
 class LlamaCppLLM(CustomLLM):
     """LlamaIndex LLM over a llama-cpp-python model; chat uses the template in the GGUF
     (ChatML for SmolLM2 and Qwen2.5) and stops at <|im_end|>."""
@@ -60,12 +92,14 @@ class LlamaCppLLM(CustomLLM):
     max_tokens: int = 160
     temperature: float = 0.0
     adaptive_threads: bool = True  # use fewer threads while other processes keep cores busy
+    prompt_lookup_tokens: int = 0  # > 0: prompt-lookup speculative decoding
+    copy_penalty: float = 0.0  # > 0: NoCopy logits processor against long verbatim runs from the prompt
     _llama: Any = PrivateAttr(default=None)
     _threads_used: int = PrivateAttr(default=0)
 
     def __init__(self, **kw: Any):
         super().__init__(**kw)
-        self._llama = load_llama(self.model_name, self.n_ctx, self.n_threads)
+        self._llama = load_llama(self.model_name, self.n_ctx, self.n_threads, self.prompt_lookup_tokens)
 
     @property
     def llama(self):
@@ -75,6 +109,13 @@ class LlamaCppLLM(CustomLLM):
     def metadata(self) -> LLMMetadata:
         return LLMMetadata(context_window=self.n_ctx, num_output=self.max_tokens, is_chat_model=True,
                            model_name=self.model_name)
+
+    def prefill(self, messages: list[dict]) -> None:
+        """Evaluate the chat-formatted start `messages` (the last one left open) so that the next
+        prompt beginning the same way reuses its KV cache instead of evaluating it again."""
+        self._set_threads()
+        out = self._llama.create_chat_completion(messages, max_tokens=1, temperature=0.0)
+        del out
 
     def count_tokens(self, text: str) -> int:
         return len(self._llama.tokenize(text.encode("utf-8", "ignore"), add_bos=False, special=False))
@@ -91,9 +132,13 @@ class LlamaCppLLM(CustomLLM):
 
     def _gen_kwargs(self, kw: dict) -> dict:
         self._set_threads()
-        return {"max_tokens": kw.get("max_tokens", self.max_tokens),
-                "temperature": kw.get("temperature", self.temperature),
-                "stop": STOP, "repeat_penalty": kw.get("repeat_penalty", 1.1)}
+        out = {"max_tokens": kw.get("max_tokens", self.max_tokens),
+               "temperature": kw.get("temperature", self.temperature),
+               "stop": STOP, "repeat_penalty": kw.get("repeat_penalty", 1.1)}
+        if self.copy_penalty > 0:
+            from llama_cpp import LogitsProcessorList
+            out["logits_processor"] = LogitsProcessorList([NoCopy(self._llama, self.copy_penalty)])
+        return out
 
     @llm_completion_callback()
     def complete(self, prompt: str, formatted: bool = False, **kw: Any) -> CompletionResponse:

@@ -37,3 +37,8 @@ def test_readme_demo_command_prints_a_cited_answer(tmp_path):
     answer = data["answer"]
     assert not answer["abstained"], answer
     assert any("/faq/" in c["url"] or "/tutorial/" in c["url"] for c in answer["citations"])
+    # readable: whole code or none, no marker in code, a finished last sentence, one number per section
+    from synthesizer.shaping import broken_code
+    assert not broken_code(answer["answer"]), answer["answer"]
+    sections = [(c["url"], c["heading"]) for c in answer["citations"]]
+    assert len(sections) == len(set(sections))

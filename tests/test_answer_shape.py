@@ -1,0 +1,261 @@
+"""Answers a person wants to read: whole quoted code or none, no markers in code, no trailing
+fragment, one number per page section, copy length; and the LlamaIndex query engine as the
+answer path (Engine.ask), with any LlamaIndex LLM."""
+import dataclasses
+import json
+from typing import Any
+
+import pytest
+
+from fathom.cli import answer_dict
+from fathom.engine import Engine
+from retriever.hybrid import Hit
+from synthesizer.citations import verify
+from synthesizer.config import AnswerConfig
+from synthesizer.engine import FathomQueryEngine, merge_sections
+from synthesizer.shaping import broken_code, longest_copied_run, quote_code, segments
+from synthesizer.textutil import content_terms
+from synthesizer.types import Answer, Timings
+
+SOURCE = ("Default values are created exactly once, when the function is defined. If that object is "
+          "changed, like a dictionary here, subsequent calls see the changed object.\n\n"
+          "```\ndef foo(mydict={}):  # Danger: shared reference to one dict for all calls\n"
+          "    ... compute something ...\n    mydict[key] = value\n    return mydict\n```\n\n"
+          "The first time you call this function, mydict contains a single item.")
+OTHER = "Classes are defined with the class statement. Methods take self as their first argument."
+TINY = AnswerConfig(fast_model="smollm2-135m", slow_model="smollm2-135m", fast_max_tokens=48,
+                    slow_max_tokens=48, fast_n_ctx=1024, slow_n_ctx=1024)
+
+
+def _hit(cid: int, url: str, heading: str, text: str) -> Hit:
+    return Hit(chunk_id=cid, url=url, title="T", heading=heading, text=text, snippet="", score=1.0)
+
+
+def test_partial_code_is_replaced_by_the_whole_source_block_and_cited_outside_it():
+    draft = ("Defaults are created once, when the function is defined [2]. For example:\n"
+             "```python\ndef foo(mydict={}): [2]\n    mydict[key] = value\n``` [2] The first time you call "
+             "this function, mydict contains a single item [2].")
+    checked = verify(draft, [OTHER, SOURCE], 0.5)
+    block = SOURCE[SOURCE.index("def foo"):SOURCE.index("return mydict") + len("return mydict")]
+    assert f"```\n{block}\n```" in checked.text  # whole, exactly as in the source
+    assert checked.code_quoted == 1 and checked.cited == (1,)
+    for seg in segments(checked.text):
+        if seg.code:
+            assert "[" not in seg.text.replace("mydict[key]", "")  # no marker inside the code
+    assert "For example [1]:" in checked.text  # the code's source is cited by its lead-in
+    assert not broken_code(checked.text)
+
+
+def test_invented_code_is_dropped_with_its_lead_in():
+    draft = ("Defaults are created once, when the function is defined [1]. For example, write:\n"
+             "```\nimport antigravity\nfly(speed=9000)\n```")
+    checked = verify(draft, [SOURCE], 0.5)
+    assert "```" not in checked.text and "antigravity" not in checked.text
+    assert checked.code_dropped == 1 and checked.dropped + checked.fragments_dropped == 1
+    assert checked.text == "Defaults are created once, when the function is defined [1]."
+
+
+def test_unclosed_fence_and_trailing_fragment_never_reach_the_answer():
+    # the shape of the demo's broken answer: an inline fence the model never closed, a fragment
+    draft = ("Default values are created once, when the function is defined [1]. For example, "
+             "don't write [2]: ``` def foo(mydict={}): .. [1].")
+    checked = verify(draft, [SOURCE, SOURCE], 0.5)
+    assert not broken_code(checked.text)
+    assert checked.text.endswith(".") and "don't write" not in checked.text
+    cut = verify("Default values are created once [1]. Subsequent calls see the changed", [SOURCE], 0.5)
+    assert cut.text == "Default values are created once [1]." and cut.fragments_dropped == 1
+
+
+def test_broken_code_detects_what_a_reader_would_see_as_broken():
+    assert broken_code("Use this [1]:\n\n```\nx = 1\n")  # unclosed
+    assert broken_code("Use this:\n\n```\nx = 1 [1]\n```")  # marker inside code
+    assert broken_code("It is created once [1]. For example, don't")  # fragment
+    assert not broken_code("It is created once [1]. For example [1]:\n\n```\nx = 1\n```")
+    assert not broken_code("It is created once [1].")
+
+
+def test_quote_code_needs_real_overlap_with_a_source_block():
+    assert quote_code("def foo(mydict={}):\n    mydict[key] = value", [OTHER, SOURCE])[0] == 1
+    assert quote_code("def bar():\n    return 2", [SOURCE]) is None
+    assert quote_code("x", [SOURCE]) is None
+
+
+def test_copy_length_is_the_longest_verbatim_word_run_outside_code():
+    answer = ("Defaults are made once. If that object is changed, like a dictionary here, subsequent calls "
+              "see it [1].\n\n```\ndef foo(mydict={}):  # Danger: shared reference to one dict for all calls\n```")
+    # "if that object is changed like a dictionary here subsequent calls see" = 12 words;
+    # the longer run inside the code block is not counted
+    assert longest_copied_run(answer, [SOURCE]) == 12
+    assert longest_copied_run("Nothing in common at all.", [SOURCE]) <= 1
+
+
+def test_one_number_per_page_section():
+    a = _hit(7, "http://x/faq.html", "Why are defaults shared?",
+             "Default values are created exactly once, when the function is defined. If that object "
+             "is changed, like a dictionary here, subsequent calls see the changed object.")
+    # the next chunk of the same section repeats the tail of the previous one (chunk overlap)
+    b = _hit(8, "http://x/faq.html", "Why are defaults shared?",
+             "If that object is changed, like a dictionary here, subsequent calls see the changed object. "
+             "The first time you call this function, mydict contains a single item.")
+    c = _hit(9, "http://x/faq.html", "How do I copy an object?", "Use copy.copy() for a shallow copy.")
+    merged = merge_sections([b, c, a])
+    assert [h.chunk_id for h in merged] == [8, 9]  # at the best-ranked member's place
+    text = merged[0].text
+    assert text.startswith("Default values") and text.endswith("single item.")
+    assert text.count("subsequent calls see the changed object") == 1
+    checked = verify("Defaults are created once when defined [1]. Later calls see the changed object [1]. "
+                     "The first call's dict holds a single item [1].",
+                     [f"{h.title} {h.heading} {h.text}" for h in merged], 0.5)
+    assert checked.cited == (0,)
+
+
+def test_timings_read_like_a_dict_and_serialise():
+    t = Timings(retrieve_ms=3.5, total_ms=10.0, tokens=4)
+    assert t["total_ms"] == 10.0 and t.get("rerank_ms", 0) == 0 and "rerank_ms" not in t
+    assert dict(t) == {"retrieve_ms": 3.5, "tokens": 4, "total_ms": 10.0}
+    with pytest.raises(KeyError):
+        t["nonsense"]
+    ans = Answer(answer="x", mode="fast", reason="r", abstained=True, timings=t)
+    assert json.loads(json.dumps(answer_dict(ans)))["timings"]["total_ms"] == 10.0
+    assert dataclasses.asdict(t)["total_ms"] == 10.0
+
+
+@pytest.fixture()
+def engine(built_engine):
+    cfg = dataclasses.replace(built_engine.config, answer=TINY)
+    return Engine(built_engine.data_dir, cfg, embedder=built_engine.embedder)
+
+
+def test_engine_ask_runs_through_the_llamaindex_query_engine(engine, monkeypatch):
+    seen = []
+    original = FathomQueryEngine.custom_query
+
+    def spy(self, query_str):
+        seen.append(query_str)
+        return original(self, query_str)
+
+    monkeypatch.setattr(FathomQueryEngine, "custom_query", spy)
+    ans = engine.ask("How often should the compost heap be turned?", mode="fast")
+    assert seen == ["How often should the compost heap be turned?"]
+    assert isinstance(ans, Answer)
+    resp = engine.synthesizer().query_engine("fast").query("How often should the compost heap be turned?")
+    meta = resp.metadata
+    assert meta["answer"].answer == resp.response and meta["mode"] == "fast"
+    assert meta["timings"]["total_ms"] > 0 and "retrieve_ms" in meta["timings"]
+    if not meta["abstained"]:
+        assert meta["sentences"] and meta["sentences"][0]["citations"]
+        assert [n.node.metadata["url"] for n in resp.source_nodes] == [c.url for c in meta["answer"].citations]
+        assert all(n.node.get_content() for n in resp.source_nodes)  # the cited passage text
+
+
+def test_auto_choosing_slow_reranks_the_hits_it_has_without_searching_again(engine, monkeypatch):
+    retriever = engine.synthesizer().retriever
+    calls = []
+    original = type(retriever).search
+
+    def counting(self, *a, **kw):
+        calls.append(kw.get("rerank"))
+        return original(self, *a, **kw)
+
+    monkeypatch.setattr(type(retriever), "search", counting)
+    ans = engine.ask("Why should vegetables be watered early in the morning?", mode="auto")
+    assert ans.reason.startswith("auto chose slow")
+    assert len(calls) == 1 and not calls[0]  # one unreranked search; the rerank reused its hits
+    assert "rerank_ms" in ans.timings
+
+
+def test_idf_comes_from_the_index_read_api(engine):
+    index = engine.open_index()
+    term = "compost"
+    counted = sum(1 for c in index.chunks.values() if term in content_terms(f"{c.title} {c.heading} {c.text}"))
+    assert 0 < index.document_frequency(term) <= counted
+    assert index.document_frequency("zzzunknownzzz") == 0
+    some = next(iter(index.chunks))
+    assert index.chunk(some) is index.chunks[some] and index.chunk(-1) is None
+    idf = engine.synthesizer().idf({"compost", "zzzunknownzzz"})
+    assert idf["zzzunknownzzz"] > idf["compost"] > 0
+
+
+def test_any_llamaindex_llm_can_answer(built_engine):
+    """A user's own LlamaIndex LLM (here a plain CustomLLM over llama.cpp, not LlamaCppLLM)."""
+    from llama_index.core.base.llms.types import CompletionResponse, CompletionResponseGen, LLMMetadata
+    from llama_index.core.llms.custom import CustomLLM
+
+    from synthesizer.llm import load_llama
+
+    class PlainLLM(CustomLLM):
+        @property
+        def metadata(self) -> LLMMetadata:
+            return LLMMetadata(context_window=1024, num_output=48, model_name="my-own-model")
+
+        def complete(self, prompt: str, formatted: bool = False, **kw: Any) -> CompletionResponse:
+            out = load_llama("smollm2-135m", 1024, 1).create_completion(prompt, max_tokens=48, temperature=0)
+            return CompletionResponse(text=out["choices"][0]["text"])
+
+        def stream_complete(self, prompt: str, formatted: bool = False, **kw: Any) -> CompletionResponseGen:
+            def gen():
+                text = ""
+                for part in load_llama("smollm2-135m", 1024, 1).create_completion(
+                        prompt, max_tokens=48, temperature=0, stream=True):
+                    text += part["choices"][0]["text"]
+                    yield CompletionResponse(text=text, delta=part["choices"][0]["text"])
+            return gen()
+
+    # one thread and a long deadline: two llama.cpp threads stall on a loaded 2-core machine
+    cfg = dataclasses.replace(built_engine.config, answer=dataclasses.replace(TINY, fast_deadline_s=300.0))
+    eng = Engine(built_engine.data_dir, cfg, embedder=built_engine.embedder,
+                 llm_factory=lambda model, n_ctx, max_tokens: PlainLLM())
+    ans = eng.ask("How often should the compost heap be turned?", mode="fast")
+    assert ans.mode == "fast", ans.notes
+    assert ans.model == "my-own-model" or ans.abstained
+    assert ans.timings["tokens"] > 0
+
+
+def test_a_looping_draft_keeps_each_statement_once():
+    from synthesizer.engine import _looping
+
+    draft = ("Default values are created once, when the function is defined [1]. Later calls see the "
+             "changed object [1]. Default values are created exactly once, when the function is defined [1]. "
+             "Later calls see the changed object [1].")
+    checked = verify(draft, [SOURCE], 0.5)
+    assert checked.text == ("Default values are created once, when the function is defined [1]. "
+                            "Later calls see the changed object [1].")
+    assert checked.repeats_dropped == 2
+    assert _looping(draft) and not _looping("Default values are created once [1]. Later calls see it [1].")
+
+
+def test_echoed_prompt_framing_is_removed():
+    checked = verify("The direct answer is that default values are created once [1]. "
+                     "The answer depends on when the function is defined [1].", [SOURCE], 0.5)
+    assert checked.text.startswith("Default values are created once [1].")
+    assert "The answer depends on when the function is defined [1]." in checked.text
+
+
+def test_copy_penalty_shortens_verbatim_runs():
+    """SmolLM2 asked to repeat a passage copies it; with the NoCopy processor it cannot keep
+    copying for long (outside code)."""
+    from llama_cpp import LogitsProcessorList
+
+    from synthesizer.llm import NoCopy, load_llama
+
+    llama = load_llama("smollm2-135m", 1024, 1)
+    passage = ("Default values are created exactly once, when the function is defined. If that object is "
+               "changed, like a dictionary here, subsequent calls to the function will refer to this changed "
+               "object.")
+    messages = [{"role": "user", "content": f"Repeat this text exactly:\n{passage}"}]
+
+    def run(processor):
+        out = llama.create_chat_completion(messages, max_tokens=48, temperature=0.0,
+                                           logits_processor=processor)
+        return out["choices"][0]["message"]["content"]
+
+    plain = longest_copied_run(run(None), [passage])
+    guarded = longest_copied_run(run(LogitsProcessorList([NoCopy(llama, 100.0, n=4)])), [passage])
+    assert guarded < plain and guarded <= 8
+
+
+def test_echoed_instruction_words_are_removed():
+    from synthesizer.citations import _unframe
+
+    out = _unframe('To get the source, start with a one-sentence answer: download it from python.org.')
+    assert "one-sentence" not in out and out.startswith("To get the source") and out.endswith("python.org.")
