@@ -430,10 +430,10 @@ def create_app(engine, bound_host: str = "127.0.0.1", jobs_file: str | None = No
                                  "at": time.strftime("%Y-%m-%d %H:%M:%S"),
                                  "results": [{k: v for k, v in dataclasses.asdict(r).items() if k != "per_query"}
                                              for r in results]})
+            except FathomError as exc:  # before ValueError: QueryError is one too
+                error = str(exc)
             except ValueError:
                 error = f"limit must be a whole number, got {form['limit']!r}"
-            except FathomError as exc:
-                error = str(exc)
         ready, problem = await blocking(index_state)
         latest = evals[0] if evals else None
         return page(request, "eval.html", 400 if error else 200, form=form, error=error, ready=ready,
