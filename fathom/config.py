@@ -22,17 +22,22 @@ class Config:
     answer: AnswerConfig = field(default_factory=AnswerConfig)
 
 
+def read_toml(path: str, what: str) -> dict:
+    """The parsed TOML file at `path`; a missing or malformed file is a ConfigError naming it."""
+    try:
+        with open(path, "rb") as f:
+            return tomllib.load(f)
+    except FileNotFoundError:
+        raise ConfigError(f"{what} not found: {path}") from None
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"{path}: not valid TOML: {exc}") from None
+
+
 def load_config(path: str | None) -> Config:
     """Read a TOML config; unknown tables or keys and wrong types raise ConfigError naming them."""
     if path is None:
         return Config()
-    try:
-        with open(path, "rb") as f:
-            data = tomllib.load(f)
-    except FileNotFoundError:
-        raise ConfigError(f"config file not found: {path}") from None
-    except tomllib.TOMLDecodeError as exc:
-        raise ConfigError(f"{path}: not valid TOML: {exc}") from None
+    data = read_toml(path, "config file")
     unknown = sorted(set(data) - set(_SECTIONS))
     if unknown:
         raise ConfigError(f"{path}: unknown table(s) {', '.join(unknown)}; known: {', '.join(_SECTIONS)}")

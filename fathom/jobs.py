@@ -16,7 +16,6 @@ import datetime as dt
 import os
 import re
 import time
-import tomllib
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
@@ -26,6 +25,7 @@ from filelock import FileLock, Timeout
 from core.errors import ConfigError, FathomError, JobsLocked, StoreError
 from crawler.config import CrawlConfig, from_dict
 from crawler.store import CrawlStore
+from fathom.config import read_toml
 
 # Exit codes of `fathom run` (75 is EX_TEMPFAIL from sysexits.h: cron may simply retry later)
 EXIT_OK, EXIT_ERROR, EXIT_USAGE, EXIT_PARTIAL, EXIT_LOCKED = 0, 1, 2, 3, 75
@@ -59,13 +59,7 @@ class Source:
 
 def load_jobs(path: str) -> list[Source]:
     """Read a jobs file; unknown keys, wrong types, duplicate names and empty seeds are ConfigErrors."""
-    try:
-        with open(path, "rb") as f:
-            data = tomllib.load(f)
-    except FileNotFoundError:
-        raise ConfigError(f"jobs file not found: {path}") from None
-    except tomllib.TOMLDecodeError as exc:
-        raise ConfigError(f"{path}: not valid TOML: {exc}") from None
+    data = read_toml(path, "jobs file")
     unknown = sorted(set(data) - {"source"})
     if unknown:
         raise ConfigError(f"{path}: unknown key(s) {', '.join(unknown)}; a jobs file holds [[source]] tables")
