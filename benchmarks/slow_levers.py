@@ -112,19 +112,24 @@ def main() -> None:
     engine = Engine(args.data, load_config(None))
     questions = load_questions(args.qa, args.limit)
     base = engine.config.answer
-    variants = {
-        "plain": (base, False),
-        "cold_prefix": (base, True),
-        "lookup2": (dataclasses.replace(base, prompt_lookup_tokens=2), False),
-        "lookup10": (dataclasses.replace(base, prompt_lookup_tokens=10), False),
-        "window120": (dataclasses.replace(base, slow_passage_words=120), False),
-        "nocopy5": (dataclasses.replace(base, copy_penalty=5.0), False),
-        "window120+lookup2": (dataclasses.replace(base, slow_passage_words=120, prompt_lookup_tokens=2), False),
+    single = {
+        "plain": {}, "cold_prefix": {},
+        "flash": {"flash_attn": True},
+        "lookup2": {"prompt_lookup_tokens": 2}, "lookup10": {"prompt_lookup_tokens": 10},
+        "window120": {"slow_passage_words": 120}, "window80": {"slow_passage_words": 80},
+        "nocopy5": {"copy_penalty": 5.0}, "nocopy3": {"copy_penalty": 3.0},
+        "max160": {"slow_max_tokens": 160}, "passages3": {"slow_passages": 3},
     }
+
+    def variant(name: str):  # "a+b": both levers
+        changes: dict = {}
+        for part in name.split("+"):
+            changes.update(single[part])
+        return dataclasses.replace(base, **changes), "cold_prefix" in name.split("+")
     result: dict = {"loadavg_start": open("/proc/loadavg").read().strip(), "questions": len(questions)}
     engine.ask(questions[0]["question"], "fast")  # embedder, index, reranker loaded before any timing
     for name in args.levers.split(","):
-        cfg, cold = variants[name]
+        cfg, cold = variant(name)
         run = run_config(engine, cfg, questions, cold)
         result[name] = {"summary": summary(run["rows"]), "load_s": round(run["load_s"], 2), "rows": run["rows"]}
         if name == "plain":  # raw llama.cpp on the very prompts plain slow mode built

@@ -446,9 +446,11 @@ def run_cmd(ctx, jobs_file, due, as_json, quiet, data_, config_):
 @click.option("--port", type=click.IntRange(0, 65535), default=8000, show_default=True)
 @click.option("--jobs", "jobs_file", type=click.Path(exists=True, dir_okay=False), default=None,
               help="A jobs file whose due sources run in the background (checked every minute).")
+@click.option("--warm/--no-warm", default=True, show_default=True,
+              help="Load both answer models and the reranker at start, so the first answer does not wait.")
 @_data_option
 @click.pass_context
-def serve(ctx, host, port, jobs_file, data_, config_):
+def serve(ctx, host, port, jobs_file, warm, data_, config_):
     """The local web UI and JSON API (search, streaming cited answers, sources, evaluation)."""
     from fathom.server import serve as run_server
 
@@ -459,7 +461,7 @@ def serve(ctx, host, port, jobs_file, data_, config_):
     if jobs_file:
         from fathom.jobs import load_jobs
         load_jobs(jobs_file)  # a bad file fails now, not in the background
-    run_server(_engine(ctx), host=host, port=port, jobs_file=jobs_file, log=_log)
+    run_server(_engine(ctx), host=host, port=port, jobs_file=jobs_file, log=_log, warm_models=warm)
 
 if __name__ == "__main__":
     main()

@@ -288,11 +288,17 @@ class Engine:
             for part in self.synthesizer().query_engine(mode).stream_answer(question):
                 yield part if isinstance(part, str) else self._with_index_note(part)
 
-    def warm(self, modes: tuple[str, ...] = ("fast", "slow")) -> dict[str, float]:
+    def warm(self, modes: tuple[str, ...] | None = None) -> dict[str, float]:
         """Load the index, embedder, answer models and reranker now instead of on the first
-        question (for servers); returns the seconds each model took."""
+        question (for servers); returns the seconds each model took. `modes` defaults to those
+        the configured mode can use (auto: both). Holds the answer lock, so a question asked
+        meanwhile waits for the models rather than loading them twice."""
+        if modes is None:
+            mode = self.config.answer.mode
+            modes = ("fast", "slow") if mode == "auto" else (mode,)
         self.embedder.embed_query("warm up")
-        return self.synthesizer().warm(modes)
+        with self._answer_lock:
+            return self.synthesizer().warm(modes)
 
     def export_opensearch(self, path: str, name: str = "fathom") -> dict:
         """Write the current index (every shard) as an OpenSearch bulk body at `path` and the

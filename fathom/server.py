@@ -319,7 +319,7 @@ def _store_error(exc: Exception) -> str:
 
 # --- the app ----------------------------------------------------------------------------------
 def create_app(engine, bound_host: str = "127.0.0.1", jobs_file: str | None = None,
-               log: Callable[[str], None] = print) -> Starlette:
+               log: Callable[[str], None] = print, warm_models: bool = False) -> Starlette:
     templates = Jinja2Templates(directory=os.path.join(HERE, "templates"))
     templates.env.globals.update(highlight=highlight, human_bytes=human_bytes)
     templates.env.filters["safe_href"] = safe_href
@@ -570,11 +570,19 @@ def create_app(engine, bound_host: str = "127.0.0.1", jobs_file: str | None = No
         Route("/openapi.json", openapi),
         Mount("/static", StaticFiles(directory=os.path.join(HERE, "static")), name="static"),
     ]
-    def warm_up() -> None:  # load the index and embedder now, not on the first search
+    def warm_up() -> None:  # load the index and embedder (and the answer models) now, not on first use
         try:
             engine.search("warm up", k=1)
         except FathomError:
-            pass
+            return
+        if warm_models:
+            try:
+                took = engine.warm()
+            except FathomError as exc:
+                log(f"fathom: answer models not loaded up front: {exc}")
+                return
+            log("fathom: models loaded up front: " + (", ".join(f"{m} {s:.1f}s" for m, s in took.items())
+                                                      or "none could load (answers will be extractive)"))
 
     @contextlib.asynccontextmanager
     async def lifespan(app):
@@ -591,10 +599,10 @@ def create_app(engine, bound_host: str = "127.0.0.1", jobs_file: str | None = No
 
 
 def serve(engine, host: str = "127.0.0.1", port: int = 8000, jobs_file: str | None = None,
-          log: Callable[[str], None] = print) -> None:
+          log: Callable[[str], None] = print, warm_models: bool = True) -> None:
     import uvicorn
 
-    app = create_app(engine, host, jobs_file, log)
+    app = create_app(engine, host, jobs_file, log, warm_models)
     log(f"fathom: serving {engine.data_dir} on http://{'[' + host + ']' if ':' in host else host}:{port}/ "
         f"(Ctrl-C stops)")
     uvicorn.run(app, host=host, port=port, log_level="warning", timeout_graceful_shutdown=2)

@@ -20,6 +20,7 @@ from retriever.hybrid import Hit, HybridRetriever
 from retriever.llamaindex_adapter import FathomRetriever, hit_to_node, node_to_hit
 from synthesizer.citations import looks_like_abstention, shown_support, support_span, verify
 from synthesizer.config import AnswerConfig
+from synthesizer.decompose import sub_questions
 from synthesizer.llm import LlamaCppLLM
 from synthesizer.prompts import ABSTAIN_TEXT, build_messages, focus, prompt_prefix
 from synthesizer.shaping import ends_complete, repeats, segments
@@ -36,7 +37,8 @@ def default_llm_factory(config: AnswerConfig) -> LLMFactory:
     def make(model: str, n_ctx: int, max_tokens: int) -> LlamaCppLLM:
         return LlamaCppLLM(model_name=model, n_ctx=n_ctx, n_threads=config.n_threads, max_tokens=max_tokens,
                            adaptive_threads=config.adaptive_threads,
-                           prompt_lookup_tokens=config.prompt_lookup_tokens, copy_penalty=config.copy_penalty)
+                           prompt_lookup_tokens=config.prompt_lookup_tokens, copy_penalty=config.copy_penalty,
+                           flash_attn=config.flash_attn)
     return make
 
 
@@ -147,6 +149,7 @@ class Synthesizer:
         run = self._start(question, mode)
         self._retrieve(run)
         self._choose(run)
+        self._expand(run)
         refusal = self._gate(run)
         if refusal is not None:
             yield refusal
@@ -210,6 +213,24 @@ class Synthesizer:
             run.notes.extend(notes)
             run.reranked = True
             run.timings["rerank_ms"] = _ms(t)
+
+    def _expand(self, run: _Run) -> None:
+        """Slow mode, compound question: retrieve for each part too, and interleave the lists
+        so that every part's best passages are among those quoted."""
+        if run.mode != "slow" or not self.config.sub_questions:
+            return
+        parts = sub_questions(run.question)
+        if not parts:
+            return
+        t = time.perf_counter()
+        k = self.config.slow_passages
+        # the parts are not reranked: a cross-encoder pass per part tripled retrieval time
+        lists = [run.hits] + [[node_to_hit(n) for n in self.li_retriever(k, rerank=False).retrieve(QueryBundle(p))]
+                              for p in parts]
+        run.hits = _interleave(lists)
+        run.notes.append(f"compound question: also searched its {len(parts)} parts ("
+                         + "; ".join(parts) + ")")
+        run.timings["sub_questions_ms"] = _ms(t)
 
     def _gate(self, run: _Run) -> Answer | None:
         """An abstention when retrieval found nothing or too little of the question."""
@@ -497,6 +518,18 @@ def _sentence_support(claim: str, numbers: tuple[int, ...], status: str, sup: fl
         start, end = support_span(claim, passage) if passage else (-1, -1)
     return SentenceSupport(text=claim, citations=numbers, status=status, support=sup,
                            span=passage[start:end] if start >= 0 else "", span_start=start, span_end=end)
+
+
+def _interleave(lists: list[list[Hit]]) -> list[Hit]:
+    """Round-robin over ranked lists, each chunk once, at its best position."""
+    seen: set[int] = set()
+    out: list[Hit] = []
+    for rank in range(max(map(len, lists), default=0)):
+        for hits in lists:
+            if rank < len(hits) and hits[rank].chunk_id not in seen:
+                seen.add(hits[rank].chunk_id)
+                out.append(hits[rank])
+    return out
 
 
 def _distinct_pages(hits: list[Hit]) -> list[Hit]:

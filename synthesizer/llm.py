@@ -20,18 +20,20 @@ from synthesizer.models import model_path
 from synthesizer.threads import threads_for_now
 
 STOP = ["<|im_end|>", "<|endoftext|>"]
-_CACHE: dict[tuple[str, int, int, int], Any] = {}
+_CACHE: dict[tuple[str, int, int, int, bool], Any] = {}
 _LOCK = threading.Lock()
 
 
-def load_llama(name: str, n_ctx: int, n_threads: int, prompt_lookup_tokens: int = 0):
+def load_llama(name: str, n_ctx: int, n_threads: int, prompt_lookup_tokens: int = 0,
+               flash_attn: bool = False):
     """A llama_cpp.Llama for model `name`, created once per process and reused. With
     `prompt_lookup_tokens` > 0 it decodes speculatively, drafting that many tokens from
-    n-grams of the prompt (answers reuse the passages' words)."""
+    n-grams of the prompt (answers reuse the passages' words). `flash_attn` turns on llama.cpp's
+    flash attention, which evaluates long prompts faster on CPU."""
     import llama_cpp
 
     path = model_path(name)
-    key = (path, n_ctx, n_threads, prompt_lookup_tokens)
+    key = (path, n_ctx, n_threads, prompt_lookup_tokens, flash_attn)
     with _LOCK:
         if key not in _CACHE:
             logging.getLogger("llama-cpp-python").setLevel(logging.ERROR)
@@ -42,7 +44,7 @@ def load_llama(name: str, n_ctx: int, n_threads: int, prompt_lookup_tokens: int 
                     from llama_cpp.llama_speculative import LlamaPromptLookupDecoding
                     draft = LlamaPromptLookupDecoding(num_pred_tokens=prompt_lookup_tokens)
                 _CACHE[key] = llama_cpp.Llama(model_path=path, n_ctx=n_ctx, n_threads=n_threads,
-                                              draft_model=draft, verbose=False)
+                                              draft_model=draft, flash_attn=flash_attn, verbose=False)
             except (OSError, ValueError, RuntimeError) as exc:
                 raise ModelUnavailable(f"llama.cpp could not load {path}: {exc}") from None
         return _CACHE[key]
@@ -94,12 +96,14 @@ class LlamaCppLLM(CustomLLM):
     adaptive_threads: bool = True  # use fewer threads while other processes keep cores busy
     prompt_lookup_tokens: int = 0  # > 0: prompt-lookup speculative decoding
     copy_penalty: float = 0.0  # > 0: NoCopy logits processor against long verbatim runs from the prompt
+    flash_attn: bool = False  # llama.cpp flash attention
     _llama: Any = PrivateAttr(default=None)
     _threads_used: int = PrivateAttr(default=0)
 
     def __init__(self, **kw: Any):
         super().__init__(**kw)
-        self._llama = load_llama(self.model_name, self.n_ctx, self.n_threads, self.prompt_lookup_tokens)
+        self._llama = load_llama(self.model_name, self.n_ctx, self.n_threads, self.prompt_lookup_tokens,
+                                 self.flash_attn)
 
     @property
     def llama(self):

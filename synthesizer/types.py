@@ -42,6 +42,7 @@ class Timings(Mapping):
 
     retrieve_ms: float | None = None  # retrieval (and the rerank when slow mode was asked for)
     rerank_ms: float | None = None  # rerank of the hits auto mode already had, when it chose slow
+    sub_questions_ms: float | None = None  # slow mode: retrieval for each part of a compound question
     model_load_ms: float | None = None  # first use of the model in this process
     prompt_tokens: int | None = None
     first_token_ms: float | None = None  # from the question to the first generated text

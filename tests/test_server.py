@@ -257,3 +257,17 @@ def test_eval_page_scores_a_qrels_file_and_draws_the_chart(base, tmp_path):
     status, _, _ = get(f"{base}/eval", {"content-type": "application/x-www-form-urlencoded",
                                         "origin": "http://attacker.example"}, form.encode(), "POST")
     assert status == 403
+
+
+def test_serve_loads_the_answer_models_up_front(built_engine, embedder):
+    """`fathom serve` (warm_models) loads the models before the first question; auto warms both."""
+    from fathom import AnswerConfig, Engine
+
+    config = dataclasses.replace(built_engine.config, answer=AnswerConfig(**TINY, slow_rerank=False))
+    engine = Engine(built_engine.data_dir, config, embedder=embedder)
+    with running_server(engine, warm_models=True) as url:
+        deadline = time.monotonic() + 60
+        while len(engine.synthesizer()._llms) < 2 and time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert len(engine.synthesizer()._llms) == 2  # fast and slow (the tiny model at both context sizes)
+        assert get(url + "/api/status")[0] == 200
