@@ -255,17 +255,7 @@ class Synthesizer:
         extractive fallback must answer instead."""
         c = self.config
         fast = run.mode == "fast"
-        max_tokens = c.fast_max_tokens if fast else c.slow_max_tokens
-        n_ctx = c.fast_n_ctx if fast else c.slow_n_ctx
-        q_terms = content_terms(run.question)
-        window = c.fast_passage_words if fast else c.slow_passage_words
-        texts = [f"{_header(h)}: " + (focus(h.text, q_terms, window) if window else h.text) for h in passages]
-        # The small fast model answers "NOT IN SOURCES" far too eagerly when offered it, so fast
-        # mode leaves abstention to the evidence gate before and the verifier after generation.
-        policy = c.abstain_instruction
-        offer = not fast and (policy == "always" or (policy == "borderline" and run.coverage < c.borderline_evidence))
-        messages, used = build_messages(run.question, texts, _token_counter(llm), n_ctx - max_tokens,
-                                        allow_abstain=offer, inline_citations=not fast)
+        messages, used = self.prompt(run, llm, passages)
         passages = passages[:used]
         run.timings["prompt_tokens"] = _token_counter(llm)(messages[0]["content"] + messages[1]["content"])
         # a model's one-time load does not eat into the mode's budget
@@ -301,6 +291,22 @@ class Synthesizer:
         if not text.strip() and "generation stopped at the mode's deadline" in run.notes:
             return None, passages
         return text, passages
+
+    def prompt(self, run: _Run, llm: LLM, passages: list[Hit]) -> tuple[list[dict], int]:
+        """The chat messages for `run`'s mode, and how many of `passages` they quote."""
+        c = self.config
+        fast = run.mode == "fast"
+        max_tokens = c.fast_max_tokens if fast else c.slow_max_tokens
+        n_ctx = c.fast_n_ctx if fast else c.slow_n_ctx
+        q_terms = content_terms(run.question)
+        window = c.fast_passage_words if fast else c.slow_passage_words
+        texts = [f"{_header(h)}: " + (focus(h.text, q_terms, window) if window else h.text) for h in passages]
+        # The small fast model answers "NOT IN SOURCES" far too eagerly when offered it, so fast
+        # mode leaves abstention to the evidence gate before and the verifier after generation.
+        policy = c.abstain_instruction
+        offer = not fast and (policy == "always" or (policy == "borderline" and run.coverage < c.borderline_evidence))
+        return build_messages(run.question, texts, _token_counter(llm), n_ctx - max_tokens,
+                              allow_abstain=offer, inline_citations=not fast)
 
     def _verify(self, run: _Run, llm: LLM, text: str, passages: list[Hit]) -> Answer:
         """Check every sentence against its source; keep code only as quoted from it."""
