@@ -1,5 +1,6 @@
 """Ray: shard actors answer like in-process shards; Ray Data embedding writes the same generation.
 A local Ray cluster (2 CPUs, small object store) is started for this module and shut down after."""
+import dataclasses
 import os
 import shutil
 
@@ -44,12 +45,17 @@ def test_shard_actors_return_what_in_process_shards_return(ray_cluster, built_en
     remote = sharded.ray_retriever("auto")
     try:
         for q in QUERIES:
-            for engines in ("hybrid", "bm25", "dense"):
+            for engines in ("hybrid", "bm25", "dense", "page", "naive"):
                 a = local.search(q, k=5, engines=engines).hits
                 b = remote.search(q, k=5, engines=engines).hits
-                assert [(h.url, h.chunk_id, h.bm25_rank, h.dense_rank) for h in a] == \
-                       [(h.url, h.chunk_id, h.bm25_rank, h.dense_rank) for h in b]
+                assert [(h.url, h.chunk_id, h.bm25_rank, h.dense_rank, h.page_rank) for h in a] == \
+                       [(h.url, h.chunk_id, h.bm25_rank, h.dense_rank, h.page_rank) for h in b]
                 assert np.allclose([h.score for h in a], [h.score for h in b], atol=1e-6)
+        # the coordinator reranks the fused candidates of Ray shards as it does in-process ones
+        unhurried = dataclasses.replace(local.config, rerank_budget_ms=600_000.0)
+        local.config = remote.config = unhurried
+        a, b = local.search(QUERIES[0], k=5, rerank=True).hits, remote.search(QUERIES[0], k=5, rerank=True).hits
+        assert [(h.url, h.rerank_rank) for h in a] == [(h.url, h.rerank_rank) for h in b] and a[0].rerank_rank
     finally:
         remote.close()
 
