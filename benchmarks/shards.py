@@ -122,8 +122,8 @@ def main() -> None:
     base_rows = rows[0]["res"]
     print(f"{what}; {rows[0]['chunks']} chunks; loadavg {load[0]} -> {load[1]}")
     print("| index | build s | chunks embedded | " + " | ".join(f"nDCG@10 {e}" for e in engines)
-          + " | Δ hybrid vs single | queries whose nDCG@10 changed | query p50 ms |")
-    print("|---|---|---|" + "---|" * len(engines) + "---|---|---|")
+          + f" | Δ {engines[0]} vs single | queries whose nDCG@10 changed | R@10 | MRR@10 | query p50 ms |")
+    print("|---|---|---|" + "---|" * len(engines) + "---|---|---|---|---|")
     for r in rows:
         main_e = engines[0]
         a, b = base_rows[main_e].per_query, r["res"][main_e].per_query
@@ -131,7 +131,7 @@ def main() -> None:
         print(f"| {r['index']} | {r['build_s']} | {r['embedded']} | "
               + " | ".join(f"{r['res'][e].ndcg_at_10:.4f}" for e in engines)
               + f" | {r['res'][main_e].ndcg_at_10 - base_rows[main_e].ndcg_at_10:+.4f} | {changed} | "
-              f"{r['res'][main_e].p50_ms} |")
+              f"{r['res'][main_e].recall_at_10:.4f} | {r['res'][main_e].mrr_at_10:.4f} | {r['res'][main_e].p50_ms} |")
     if not args.data:
         shutil.rmtree(work, ignore_errors=True)
 

@@ -98,24 +98,23 @@ class Merged:
 
 
 def merge_candidates(results: list[Candidates], cfg: RetrieveConfig, engines: str, k: int) -> Merged:
-    """Each list merged over the shards by score (ties: shard order, then rank in the shard) and
-    cut to the depth one index would take."""
+    """Each list merged over the shards by score and cut to the depth one index would take.
+    Keys follow (shard, chunk id), so equal fused scores break ties as one index breaks them
+    (by chunk id) within a shard, and by shard order across shards."""
     m = Merged()
-    keys: dict[tuple[int, int], int] = {}
-
-    def key(s: int, cid: int) -> int:
-        if (s, cid) not in keys:
-            keys[(s, cid)] = n = len(keys)
-            m.chunk_ids[n] = cid
-            if cid in results[s].chunks:  # a removed chunk still holds its rank, as in one index
-                m.chunks[n] = results[s].chunks[cid]
-        return keys[(s, cid)]
-
-    lexical = [(key(s, c), v) for s, r in enumerate(results) for c, v in r.lexical]
-    dense = [(key(s, c), v) for s, r in enumerate(results) for c, v in r.dense]
-    pages = [(url, v, key(s, r.leads[url])) for s, r in enumerate(results) for url, v in r.pages]
-    m.lexical = sorted(lexical, key=lambda x: -x[1])[:cfg.bm25_candidates]
-    m.dense = sorted(dense, key=lambda x: -x[1])[:cfg.dense_candidates]
+    pairs = sorted({(s, c) for s, r in enumerate(results)
+                    for c in [*(c for c, _ in r.lexical), *(c for c, _ in r.dense), *r.leads.values()]})
+    keys = {pair: n for n, pair in enumerate(pairs)}
+    for (s, cid), n in keys.items():
+        m.chunk_ids[n] = cid
+        if cid in results[s].chunks:  # a removed chunk still holds its rank, as in one index
+            m.chunks[n] = results[s].chunks[cid]
+    # sorted() is stable: equal scores keep shard order, then their order within the shard
+    m.lexical = sorted(((keys[s, c], v) for s, r in enumerate(results) for c, v in r.lexical),
+                       key=lambda x: -x[1])[:cfg.bm25_candidates]
+    m.dense = sorted(((keys[s, c], v) for s, r in enumerate(results) for c, v in r.dense),
+                     key=lambda x: -x[1])[:cfg.dense_candidates]
+    pages = [(url, v, keys[s, r.leads[url]]) for s, r in enumerate(results) for url, v in r.pages]
     for rank, (url, _, lead) in enumerate(sorted(pages, key=lambda x: -x[1])[:page_depth(engines, cfg, k)], start=1):
         m.page_ranks[url] = rank
         m.leads[url] = lead
