@@ -34,16 +34,48 @@ class ShardServer:
     def chunks(self) -> int:
         return len(self.retriever.index.chunks)
 
+    def document_frequency(self, stem: str) -> int:
+        return self.retriever.index.document_frequency(stem)
+
+    def page_text(self, url: str) -> str:
+        return self.retriever.index.page_text(url)
+
 
 def _filters_dict(filters: Filters) -> dict:
     return {f.name: getattr(filters, f.name) for f in dataclasses.fields(filters) if f.init}
 
 
+class RayShardsView:
+    """What the answer path reads from an index (chunk count, document frequencies, page text),
+    asked of the shard actors."""
+
+    note = ""
+
+    def __init__(self, actors: list):
+        self._actors = actors
+        self._len: int | None = None
+
+    def __len__(self) -> int:
+        import ray
+        if self._len is None:
+            self._len = sum(ray.get([a.chunks.remote() for a in self._actors]))
+        return self._len
+
+    def document_frequency(self, stem: str) -> int:
+        import ray
+        return sum(ray.get([a.document_frequency.remote(stem) for a in self._actors]))
+
+    def page_text(self, url: str) -> str:
+        import ray
+        return next((t for t in ray.get([a.page_text.remote(url) for a in self._actors]) if t), "")
+
+
 class RayShardedRetriever(ShardedRetriever):
-    """ShardedRetriever whose shards are Ray actors: all shard calls are submitted, then gathered."""
+    """ShardedRetriever whose shards are Ray actors: all shard calls are submitted, then gathered.
+    Its `index` is a RayShardsView, so a Synthesizer can answer over it."""
 
     def __init__(self, actors: list, config: RetrieveConfig = RetrieveConfig()):
-        super().__init__(actors, config, parallel=False)
+        super().__init__(actors, config, index=RayShardsView(actors), parallel=False)
 
     def shard_candidates(self, query: str, engines: str, filters: Filters, k: int) -> list[Candidates]:
         import ray

@@ -60,6 +60,24 @@ def test_shard_actors_return_what_in_process_shards_return(ray_cluster, built_en
         remote.close()
 
 
+def test_ask_answers_over_ray_shards(ray_cluster, built_engine, embedder, tmp_path):
+    """The answer path over shard actors: document frequencies and chunk counts come from them."""
+    from tests.test_synthesizer import TINY
+    data = _copy_store(built_engine, tmp_path / "d", True)
+    engine = Engine(data, dataclasses.replace(built_engine.config, answer=TINY), embedder=embedder)
+    engine.index(shards=2)
+    synth = engine.ray_synthesizer("auto")
+    try:
+        index = engine.open_index()
+        assert len(synth.retriever.index) == len(index)
+        assert synth.retriever.index.document_frequency("compost") == index.document_frequency("compost") > 0
+        ans = synth.query_engine("slow").query("How often should the compost heap be turned?").metadata["answer"]
+    finally:
+        synth.retriever.close()
+    assert ans.citations and any(c.url.endswith("compost.html") for c in ans.citations)
+    assert not any("shards" in n for n in ans.notes)
+
+
 def test_ray_data_embedding_writes_the_same_generation(ray_cluster, built_engine, embedder, tmp_path):
     local = Engine(_copy_store(built_engine, tmp_path / "local", False), embedder=embedder)
     on_ray = Engine(_copy_store(built_engine, tmp_path / "ray", False), embedder=embedder)
