@@ -92,5 +92,9 @@ class CrawlConfig:
             raise ValueError("near_duplicate_jaccard must be between 0 and 1 (0 leaves only SimHash)")
         if self.frontier and not self.frontier.startswith(("redis://", "rediss://", "unix://")):
             raise ValueError(f"frontier must be a redis://, rediss:// or unix:// URL, got {self.frontier!r}")
+        if self.frontier and self.autothrottle:
+            raise ValueError("autothrottle cannot be used with a shared frontier: the processes pace each host "
+                             "together in Redis at a fixed delay (download_delay_s or robots.txt Crawl-delay); "
+                             "set autothrottle = false")
         if self.near_duplicate_bits > 64:
             raise ValueError("near_duplicate_bits must be at most 64 (negative turns near-duplicate detection off)")

@@ -46,6 +46,9 @@ def frontier_settings(redis_url: str, job: str) -> dict:
         "REDIS_URL": redis_url,
         "FATHOM_FRONTIER": redis_url,
         "FATHOM_JOB": job,
+        # pacing is shared in Redis (SharedHostSlots): AutoThrottle would adjust each process's
+        # own slot delay on top of it (CrawlConfig refuses autothrottle with a frontier)
+        "AUTOTHROTTLE_ENABLED": False,
     }
 
 

@@ -214,13 +214,26 @@ def print_answer(d: dict) -> None:
 @click.argument("question")
 @click.option("--mode", type=click.Choice(["fast", "slow", "auto"]), default=None,
               help="fast: small model; slow: larger model, more context; auto: chosen per question.")
+@click.option("--ray", default=None, metavar="ADDRESS|auto",
+              help="Sharded index: search each shard in a Ray actor on this cluster ('auto': a local one).")
 @click.option("--json", "as_json", is_flag=True)
 @_data_option
 @click.pass_context
-def ask(ctx, question, mode, as_json, data_, config_):
+def ask(ctx, question, mode, ray, as_json, data_, config_):
     """Answer QUESTION from the index, with numbered citations."""
     _apply(ctx, data_, config_)
     engine = _engine(ctx)
+    if ray is not None:
+        synth = engine.ray_synthesizer(ray)
+        try:
+            answer = answer_dict(synth.query_engine(mode).query(question).metadata["answer"])
+        finally:
+            synth.retriever.close()
+        if as_json:
+            click.echo(json.dumps(answer, indent=2, ensure_ascii=False))
+        else:
+            print_answer(answer)
+        return
     if as_json:
         click.echo(json.dumps(answer_dict(engine.ask(question, mode)), indent=2, ensure_ascii=False))
         return

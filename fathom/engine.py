@@ -236,6 +236,11 @@ class Engine:
         from retriever.ray_shards import start_shards
         return start_shards(self.index_root, self.config.index.embedder, self.config.retrieve, address)
 
+    def ray_synthesizer(self, address: str = "auto") -> Synthesizer:
+        """A synthesizer answering over this sharded index's shards as Ray actors on `address`;
+        `.retriever.close()` stops the actors."""
+        return Synthesizer(self.ray_retriever(address), self.config.answer, self._llm_factory)
+
     def search(self, query: str, k: int | None = None, filters: Filters = Filters(),
                rerank: bool | None = None) -> SearchResult:
         result = self.retriever().search(query, k=k, filters=filters, rerank=rerank)

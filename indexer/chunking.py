@@ -36,8 +36,13 @@ class Chunk:
 
     def embed_text(self) -> str:
         """What the embedder sees: title and heading path prefix the body."""
-        head = self.title if not self.heading or self.heading == self.title else f"{self.title} — {self.heading}"
-        return f"{head}\n{self.text}"
+        return embed_text(self.title, self.heading, self.text)
+
+
+def embed_text(title: str, heading: str, text: str) -> str:
+    """A chunk's text as the embedder (and the cross-encoder) reads it: title and heading path, then the body."""
+    head = title if not heading or heading == title else f"{title} — {heading}"
+    return f"{head}\n{text}"
 
 
 @dataclass(frozen=True)

@@ -121,6 +121,35 @@ class HybridRetriever:
             query = query[:cfg.max_query_chars]
         if not query or not self.index.chunks:
             return SearchResult([], timings, tuple(notes))
+        cands = self.candidates(query, engines, filters, k)
+        notes += cands.notes
+        timings.update(cands.timings)
+        t = time.perf_counter()
+        chunks = self.index.chunks
+        page_ranks = {url: r for r, (url, _) in enumerate(cands.pages, start=1)}
+        fused = fuse_lists(engines, cfg, cands.lexical, cands.dense, page_ranks,
+                           lambda cid: chunks[cid].url if cid in chunks else None,
+                           lambda url: self.index.page_chunks[url][0])
+        rerank = cfg.rerank if rerank is None else rerank
+        hits = collect_hits(fused, chunks.get, cands.lexical, cands.dense, page_ranks, query, cfg,
+                            max(k, cfg.rerank_candidates) if rerank else k, max_per_page)
+        timings["fuse_ms"] = (time.perf_counter() - t) * 1000
+        if rerank and len(hits) > 1:
+            t = time.perf_counter()
+            hits = self._rerank(query, hits, notes)
+            timings["rerank_ms"] = (time.perf_counter() - t) * 1000
+        return SearchResult(hits[:k], timings, tuple(notes))
+
+    def candidates(self, query: str, engines: str = "hybrid", filters: Filters = Filters(),
+                   k: int | None = None) -> Candidates:
+        """The ranked lists `search` fuses for `query` (already stripped and truncated), each at
+        its configured depth, with the chunks they name: what a shard sends to the coordinator."""
+        cfg = self.config
+        k = k or cfg.k
+        notes: list[str] = []
+        timings: dict[str, float] = {}
+        if not query or not self.index.chunks:
+            return Candidates([], [], [], {}, {}, timings, ())
         t = time.perf_counter()
         lexical = self.index.lexical.search(query, cfg.bm25_candidates if engines in ("hybrid", "bm25") else 0,
                                             filters.url_prefix, filters.hosts, since=filters.since,
@@ -137,58 +166,23 @@ class HybridRetriever:
             t = time.perf_counter()
             dense = self._dense(np.asarray(qvec, np.float32), cfg.dense_candidates, filters)
             timings["dense_ms"] = (time.perf_counter() - t) * 1000
-        page_ranks: dict[str, int] = {}
+        pages: list[tuple[str, float]] = []
         wants_pages = engines in ("page", "naive") or (engines == "hybrid" and cfg.page_weight > 0)
         if wants_pages and self.index.pages is None:
             notes.append("this index generation has no page-level BM25 (built before it); "
                          "run `fathom index --rebuild` to add it")
         if wants_pages:
             t = time.perf_counter()
-            page_ranks = self._pages(query, cfg.page_candidates if engines == "hybrid" else max(cfg.bm25_candidates, k),
-                                     filters, PLAIN_BOOSTS if engines != "hybrid" else {
-                                         "title": cfg.page_title_boost, "headings": cfg.page_heading_boost,
-                                         "urlwords": cfg.page_url_boost, "body": 1.0})
+            pages = self._pages(query, page_depth(engines, cfg, k), filters, PLAIN_BOOSTS if engines != "hybrid" else {
+                "title": cfg.page_title_boost, "headings": cfg.page_heading_boost,
+                "urlwords": cfg.page_url_boost, "body": 1.0})
             timings["page_ms"] = (time.perf_counter() - t) * 1000
-        t = time.perf_counter()
-        if engines == "page":
-            fused = {self.index.page_chunks[u][0]: 1.0 / r for u, r in page_ranks.items()}
-        elif engines == "naive":
-            fused = self._with_pages(reciprocal_rank_fusion([[c for c, _ in dense]], 60), page_ranks, 60, 1.0)
-        elif cfg.fusion == "wsum":
-            fused = weighted_score_fusion([lexical, dense], [cfg.bm25_weight, cfg.dense_weight])
-        else:
-            fused = reciprocal_rank_fusion([[c for c, _ in lexical], [c for c, _ in dense]], cfg.rrf_k,
-                                           [cfg.bm25_weight, cfg.dense_weight])
-        if engines == "hybrid" and page_ranks:
-            fused = self._with_pages(fused, page_ranks, cfg.rrf_k, cfg.page_weight)
-        lex_info = {c: (r, s) for r, (c, s) in enumerate(lexical, start=1)}
-        dense_info = {c: (r, s) for r, (c, s) in enumerate(dense, start=1)}
-        per_page: dict[str, int] = {}
-        terms = set(query_terms(query))
-        rerank = cfg.rerank if rerank is None else rerank
-        wanted = max(k, cfg.rerank_candidates) if rerank else k
-        hits: list[Hit] = []
-        for cid, score in sorted(fused.items(), key=lambda kv: (-kv[1], kv[0])):
-            chunk = self.index.chunks.get(cid)
-            if chunk is None:
-                continue
-            if per_page.get(chunk.url, 0) >= max_per_page:
-                continue
-            per_page[chunk.url] = per_page.get(chunk.url, 0) + 1
-            lr, ls = lex_info.get(cid, (None, None))
-            dr, ds = dense_info.get(cid, (None, None))
-            hits.append(Hit(chunk_id=cid, url=chunk.url, title=chunk.title, heading=chunk.heading,
-                            text=chunk.text, snippet=make_snippet(chunk.text, terms, cfg.snippet_chars),
-                            score=round(score, 6), bm25_rank=lr, dense_rank=dr, bm25_score=ls, dense_score=ds,
-                            page_rank=page_ranks.get(chunk.url)))
-            if len(hits) >= wanted:
-                break
-        timings["fuse_ms"] = (time.perf_counter() - t) * 1000
-        if rerank and len(hits) > 1:
-            t = time.perf_counter()
-            hits = self._rerank(query, hits, notes)
-            timings["rerank_ms"] = (time.perf_counter() - t) * 1000
-        return SearchResult(hits[:k], timings, tuple(notes))
+        chunks = self.index.chunks
+        leads = {url: self.index.page_chunks[url][0] for url, _ in pages}
+        named = {cid: chunks[cid] for cid, _ in lexical if cid in chunks}
+        named.update((cid, chunks[cid]) for cid, _ in dense if cid in chunks)
+        named.update((cid, chunks[cid]) for cid in leads.values())
+        return Candidates(lexical, dense, pages, named, leads, timings, tuple(notes))
 
     def rerank(self, query: str, hits: list[Hit]) -> tuple[list[Hit], tuple[str, ...]]:
         """Reorder hits already retrieved for `query` with the cross-encoder (as `search(...,
@@ -199,60 +193,21 @@ class HybridRetriever:
         return self._rerank(query, hits, notes), tuple(notes)
 
     def _rerank(self, query: str, hits: list[Hit], notes: list[str]) -> list[Hit]:
-        """Reorder the first candidates by their cross-encoder rank fused with their fused rank, as
-        many as the time budget allows; the rest keep their fused order behind them. Without the
-        model, the fused order stays."""
-        from core.errors import ModelUnavailable
-        from retriever.rerank import load_reranker
+        return rerank_hits(query, hits, self.config, lambda h: self.index.chunks[h.chunk_id].embed_text(), notes)
 
-        cfg = self.config
-        try:
-            model = load_reranker(cfg.rerank_threads, cfg.rerank_max_tokens)
-        except ModelUnavailable as exc:
-            notes.append(f"not reranked: {exc}")
-            return hits
-        pool = hits[:cfg.rerank_candidates]
-        scores, n = model.rerank(query, [self.index.chunks[h.chunk_id].embed_text() for h in pool],
-                                 cfg.rerank_budget_ms)
-        if n < len(pool):
-            notes.append(f"reranked {n} of {len(pool)} candidates within the {cfg.rerank_budget_ms:.0f} ms budget")
-        # Fuse the cross-encoder's ranking with the fused one (RRF again): on 300 pg_qrels queries
-        # this gave nDCG@10 0.870 against 0.850 for the cross-encoder's order alone, 0.831 unreranked.
-        ce_rank = {i: r for r, i in enumerate(sorted(range(n), key=lambda i: (-scores[i], i)), start=1)}
-        mixed = {i: 1 / (cfg.rrf_k + i + 1) + cfg.rerank_weight / (cfg.rrf_k + ce_rank[i]) for i in range(n)}
-        order = sorted(range(n), key=lambda i: (-mixed[i], i))
-        reranked = [replace(pool[i], rerank_rank=ce_rank[i], rerank_score=round(scores[i], 4)) for i in order]
-        return reranked + hits[n:]
-
-
-    def _pages(self, query: str, n: int, filters: Filters, boosts: dict[str, float]) -> dict[str, int]:
-        """1-based ranks of the `n` best pages by page-level BM25 that pass `filters` (and have chunks)."""
+    def _pages(self, query: str, n: int, filters: Filters, boosts: dict[str, float]) -> list[tuple[str, float]]:
+        """(url, score) of the `n` best pages by page-level BM25 that pass `filters` (and have
+        chunks), best first."""
         if self.index.pages is None or n <= 0:
-            return {}
-        ranks: dict[str, int] = {}
-        for url, _score in self.index.pages.search(query, n * 3 if filters.active() else n, boosts):
+            return []
+        ranked: list[tuple[str, float]] = []
+        for url, score in self.index.pages.search(query, n * 3 if filters.active() else n, boosts):
             lead = self.index.page_chunks.get(url)
             if lead and filters.allows(url, self.index.chunks[lead[0]]):
-                ranks[url] = len(ranks) + 1
-                if len(ranks) >= n:
+                ranked.append((url, score))
+                if len(ranked) >= n:
                     break
-        return ranks
-
-    def _with_pages(self, fused: dict[int, float], page_ranks: dict[str, int], k: int,
-                    weight: float) -> dict[int, float]:
-        """Fuse the page ranking in: every candidate chunk gains weight / (k + its page's rank);
-        a ranked page with no candidate chunk enters with its first chunk."""
-        out = dict(fused)
-        seen: set[str] = set()
-        for cid in fused:
-            url = self.index.chunks[cid].url if cid in self.index.chunks else None
-            if url in page_ranks:
-                out[cid] += weight / (k + page_ranks[url])
-                seen.add(url)
-        for url, r in page_ranks.items():
-            if url not in seen:
-                out[self.index.page_chunks[url][0]] = weight / (k + r)
-        return out
+        return ranked
 
     def _dense(self, qvec: np.ndarray, n: int, filters: Filters) -> list[tuple[int, float]]:
         """(chunk_id, cosine) of the `n` nearest chunks that pass `filters`. A selective filter
@@ -272,6 +227,116 @@ class HybridRetriever:
         ok = set(allowed)
         labels, dists = dense.knn_query(qvec.reshape(1, -1), k=min(n, len(allowed)), filter=lambda l: l in ok)
         return [(int(l), 1.0 - float(d)) for l, d in zip(labels[0], dists[0])]
+
+
+
+@dataclass(frozen=True)
+class Candidates:
+    """One index's ranked lists for a query, before fusion: chunk BM25 and dense as (chunk id,
+    score) best first, page-level BM25 as (url, score) best first; `chunks` holds every chunk
+    they name and `leads` each ranked page's first chunk id (the chunk a page enters with)."""
+
+    lexical: list[tuple[int, float]]
+    dense: list[tuple[int, float]]
+    pages: list[tuple[str, float]]
+    chunks: dict
+    leads: dict[str, int]
+    timings: dict[str, float] = field(default_factory=dict)
+    notes: tuple[str, ...] = ()
+
+
+def page_depth(engines: str, cfg: RetrieveConfig, k: int) -> int:
+    """How many pages the page-level BM25 contributes."""
+    return cfg.page_candidates if engines == "hybrid" else max(cfg.bm25_candidates, k)
+
+
+def fuse_lists(engines: str, cfg: RetrieveConfig, lexical: list[tuple[int, float]], dense: list[tuple[int, float]],
+               page_ranks: dict[str, int], url_of, lead_of) -> dict[int, float]:
+    """Fused score per candidate key of the ranked lists, as `engines` asks: `url_of(key)` is a
+    chunk's page (None when unknown), `lead_of(url)` the key a ranked page enters with."""
+    if engines == "page":
+        return {lead_of(u): 1.0 / r for u, r in page_ranks.items()}
+    if engines == "naive":
+        return with_pages(reciprocal_rank_fusion([[c for c, _ in dense]], 60), page_ranks, 60, 1.0, url_of, lead_of)
+    if cfg.fusion == "wsum":
+        fused = weighted_score_fusion([lexical, dense], [cfg.bm25_weight, cfg.dense_weight])
+    else:
+        fused = reciprocal_rank_fusion([[c for c, _ in lexical], [c for c, _ in dense]], cfg.rrf_k,
+                                       [cfg.bm25_weight, cfg.dense_weight])
+    if engines == "hybrid" and page_ranks:
+        fused = with_pages(fused, page_ranks, cfg.rrf_k, cfg.page_weight, url_of, lead_of)
+    return fused
+
+
+def with_pages(fused: dict[int, float], page_ranks: dict[str, int], k: int, weight: float,
+               url_of, lead_of) -> dict[int, float]:
+    """Fuse the page ranking in: every candidate chunk gains weight / (k + its page's rank);
+    a ranked page with no candidate chunk enters with its first chunk."""
+    out = dict(fused)
+    seen: set[str] = set()
+    for cid in fused:
+        url = url_of(cid)
+        if url in page_ranks:
+            out[cid] += weight / (k + page_ranks[url])
+            seen.add(url)
+    for url, r in page_ranks.items():
+        if url not in seen:
+            out[lead_of(url)] = weight / (k + r)
+    return out
+
+
+def collect_hits(fused: dict[int, float], chunk_of, lexical: list[tuple[int, float]], dense: list[tuple[int, float]],
+                 page_ranks: dict[str, int], query: str, cfg: RetrieveConfig, wanted: int, max_per_page: int,
+                 chunk_id_of=None) -> list[Hit]:
+    """The best `wanted` hits by fused score (ties by key), at most `max_per_page` per page;
+    `chunk_of(key)` gives a candidate's chunk, `chunk_id_of(key)` its chunk id (default: the key)."""
+    lex_info = {c: (r, s) for r, (c, s) in enumerate(lexical, start=1)}
+    dense_info = {c: (r, s) for r, (c, s) in enumerate(dense, start=1)}
+    per_page: dict[str, int] = {}
+    terms = set(query_terms(query))
+    hits: list[Hit] = []
+    for cid, score in sorted(fused.items(), key=lambda kv: (-kv[1], kv[0])):
+        chunk = chunk_of(cid)
+        if chunk is None:
+            continue
+        if per_page.get(chunk.url, 0) >= max_per_page:
+            continue
+        per_page[chunk.url] = per_page.get(chunk.url, 0) + 1
+        lr, ls = lex_info.get(cid, (None, None))
+        dr, ds = dense_info.get(cid, (None, None))
+        hits.append(Hit(chunk_id=cid if chunk_id_of is None else chunk_id_of(cid), url=chunk.url, title=chunk.title,
+                        heading=chunk.heading, text=chunk.text,
+                        snippet=make_snippet(chunk.text, terms, cfg.snippet_chars),
+                        score=round(score, 6), bm25_rank=lr, dense_rank=dr, bm25_score=ls, dense_score=ds,
+                        page_rank=page_ranks.get(chunk.url)))
+        if len(hits) >= wanted:
+            break
+    return hits
+
+
+def rerank_hits(query: str, hits: list[Hit], cfg: RetrieveConfig, text_of, notes: list[str]) -> list[Hit]:
+    """Reorder the first candidates by their cross-encoder rank fused with their fused rank, as
+    many as the time budget allows; the rest keep their fused order behind them. Without the
+    model, the fused order stays. `text_of(hit)` is the passage the cross-encoder reads."""
+    from core.errors import ModelUnavailable
+    from retriever.rerank import load_reranker
+
+    try:
+        model = load_reranker(cfg.rerank_threads, cfg.rerank_max_tokens)
+    except ModelUnavailable as exc:
+        notes.append(f"not reranked: {exc}")
+        return hits
+    pool = hits[:cfg.rerank_candidates]
+    scores, n = model.rerank(query, [text_of(h) for h in pool], cfg.rerank_budget_ms)
+    if n < len(pool):
+        notes.append(f"reranked {n} of {len(pool)} candidates within the {cfg.rerank_budget_ms:.0f} ms budget")
+    # Fuse the cross-encoder's ranking with the fused one (RRF again): on 300 pg_qrels queries
+    # this gave nDCG@10 0.870 against 0.850 for the cross-encoder's order alone, 0.831 unreranked.
+    ce_rank = {i: r for r, i in enumerate(sorted(range(n), key=lambda i: (-scores[i], i)), start=1)}
+    mixed = {i: 1 / (cfg.rrf_k + i + 1) + cfg.rerank_weight / (cfg.rrf_k + ce_rank[i]) for i in range(n)}
+    order = sorted(range(n), key=lambda i: (-mixed[i], i))
+    reranked = [replace(pool[i], rerank_rank=ce_rank[i], rerank_score=round(scores[i], 4)) for i in order]
+    return reranked + hits[n:]
 
 
 _WORD = re.compile(r"\w+")

@@ -1,14 +1,15 @@
 """Index shards served by Ray actors: each actor opens one shard (an ordinary index root) with
-its own embedder and answers `search` exactly as an in-process HybridRetriever does; the
-coordinator (ShardedRetriever) fans out to all of them at once and fuses. The same code serves
-shards on several machines of a Ray cluster when each machine can read its shard's folder."""
+its own embedder and answers `candidates` (and `search`) exactly as an in-process
+HybridRetriever does; the coordinator (ShardedRetriever) asks all of them at once and fuses.
+The same code serves shards on several machines of a Ray cluster when each machine can read
+its shard's folder."""
 from __future__ import annotations
 
 import dataclasses
 import os
 
 from retriever.config import RetrieveConfig
-from retriever.hybrid import Filters, SearchResult
+from retriever.hybrid import Candidates, Filters, SearchResult
 from retriever.sharded import ShardedRetriever
 
 
@@ -27,27 +28,58 @@ class ShardServer:
         return self.retriever.search(query, k=k, max_per_page=max_per_page, engines=engines,
                                      filters=Filters(**filters), rerank=rerank)
 
+    def candidates(self, query: str, engines: str, filters: dict, k: int) -> Candidates:
+        return self.retriever.candidates(query, engines, Filters(**filters), k)
+
     def chunks(self) -> int:
         return len(self.retriever.index.chunks)
+
+    def document_frequency(self, stem: str) -> int:
+        return self.retriever.index.document_frequency(stem)
+
+    def page_text(self, url: str) -> str:
+        return self.retriever.index.page_text(url)
 
 
 def _filters_dict(filters: Filters) -> dict:
     return {f.name: getattr(filters, f.name) for f in dataclasses.fields(filters) if f.init}
 
 
+class RayShardsView:
+    """What the answer path reads from an index (chunk count, document frequencies, page text),
+    asked of the shard actors."""
+
+    note = ""
+
+    def __init__(self, actors: list):
+        self._actors = actors
+        self._len: int | None = None
+
+    def __len__(self) -> int:
+        import ray
+        if self._len is None:
+            self._len = sum(ray.get([a.chunks.remote() for a in self._actors]))
+        return self._len
+
+    def document_frequency(self, stem: str) -> int:
+        import ray
+        return sum(ray.get([a.document_frequency.remote(stem) for a in self._actors]))
+
+    def page_text(self, url: str) -> str:
+        import ray
+        return next((t for t in ray.get([a.page_text.remote(url) for a in self._actors]) if t), "")
+
+
 class RayShardedRetriever(ShardedRetriever):
-    """ShardedRetriever whose shards are Ray actors: all shard calls are submitted, then gathered."""
+    """ShardedRetriever whose shards are Ray actors: all shard calls are submitted, then gathered.
+    Its `index` is a RayShardsView, so a Synthesizer can answer over it."""
 
     def __init__(self, actors: list, config: RetrieveConfig = RetrieveConfig()):
-        super().__init__(actors, config, parallel=False)
+        super().__init__(actors, config, index=RayShardsView(actors), parallel=False)
 
-    def shard_results(self, query: str, engines: str, filters: Filters) -> list[SearchResult]:
+    def shard_candidates(self, query: str, engines: str, filters: Filters, k: int) -> list[Candidates]:
         import ray
-        depth = (self.config.bm25_candidates if engines != "dense" else 0) + \
-                (self.config.dense_candidates if engines != "bm25" else 0)
-        refs = [a.search.remote(query, max(1, depth), 1_000_000, engines, _filters_dict(filters), False)
-                for a in self.shards]
-        return ray.get(refs)
+        return ray.get([a.candidates.remote(query, engines, _filters_dict(filters), k) for a in self.shards])
 
     def close(self) -> None:
         import ray

@@ -43,6 +43,26 @@ def pages(store) -> dict:
         return {p.url: p for p in s.pages()}
 
 
+def start_pair(seeds, config, stores) -> tuple[subprocess.Popen, subprocess.Popen]:
+    """Two crawler processes on one frontier, each writing its own store."""
+    return start_worker(seeds, config, stores[0]), start_worker(seeds, config, stores[1])
+
+
+def kill_when(proc: subprocess.Popen, server, fetched: int, timeout: float = 120) -> None:
+    """SIGKILL `proc` once the server has answered `fetched` requests (or after `timeout` s)."""
+    deadline = time.monotonic() + timeout
+    while sum(server.hits.values()) < fetched and time.monotonic() < deadline:
+        time.sleep(0.02)
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.wait()
+
+
+@pytest.fixture()
+def stores(tmp_path) -> tuple[str, str]:
+    """The stores of the two crawler processes a and b."""
+    return str(tmp_path / "a.duckdb"), str(tmp_path / "b.duckdb")
+
+
 @pytest.fixture(scope="module")
 def redis_url():
     with redis_server() as url:
@@ -74,7 +94,7 @@ def test_bad_frontier_url_is_a_clear_error(tmp_path):
 
 
 @pytest.mark.slow
-def test_two_processes_share_the_crawl_and_store_each_page_once(redis_url, site, tmp_path):
+def test_two_processes_share_the_crawl_and_store_each_page_once(redis_url, site, stores, tmp_path):
     routes, expected = site
     config = CrawlConfig(concurrency=4, concurrency_per_host=3, frontier=redis_url)
     with serve_site(routes, latency_s=0.02) as (base, server):
@@ -83,13 +103,12 @@ def test_two_processes_share_the_crawl_and_store_each_page_once(redis_url, site,
         single_report = finish(single)
         server.hits.clear()
         server.max_active = 0
-        a = start_worker(seeds, config, str(tmp_path / "a.duckdb"))
-        b = start_worker(seeds, config, str(tmp_path / "b.duckdb"))
+        a, b = start_pair(seeds, config, stores)
         ra, rb = finish(a), finish(b)
         hits = dict(server.hits)
         max_active = server.max_active
     one = pages(str(tmp_path / "single.duckdb"))
-    pa, pb = pages(str(tmp_path / "a.duckdb")), pages(str(tmp_path / "b.duckdb"))
+    pa, pb = map(pages, stores)
     assert len(one) == expected and single_report["new"] == expected
     # both processes did real work, and together they stored what one process stores, each page once
     assert ra["new"] > 20 and rb["new"] > 20
@@ -110,24 +129,18 @@ def test_two_processes_share_the_crawl_and_store_each_page_once(redis_url, site,
 
 
 @pytest.mark.slow
-def test_killed_process_resumes_and_the_other_finishes(redis_url, site, tmp_path):
+def test_killed_process_resumes_and_the_other_finishes(redis_url, site, stores):
     routes, expected = site
     config = CrawlConfig(concurrency=4, concurrency_per_host=4, frontier=redis_url)
-    sa, sb = str(tmp_path / "a.duckdb"), str(tmp_path / "b.duckdb")
     with serve_site(routes, latency_s=0.05) as (base, server):
         seeds = [base + "site/index.html"]
-        a = start_worker(seeds, config, sa)
-        b = start_worker(seeds, config, sb)
-        deadline = time.monotonic() + 120
-        while sum(server.hits.values()) < expected // 2 and time.monotonic() < deadline:
-            time.sleep(0.02)
-        os.kill(a.pid, signal.SIGKILL)  # halfway: a has requests in flight that it never stored
-        a.wait()
+        a, b = start_pair(seeds, config, stores)
+        kill_when(a, server, expected // 2)  # halfway: a has requests in flight that it never stored
         assert a.returncode == -signal.SIGKILL and b.poll() is None
-        a = start_worker(seeds, config, sa)  # the same store: the same worker, which resumes
+        a = start_worker(seeds, config, stores[0])  # the same store: the same worker, which resumes
         ra, rb = finish(a), finish(b)
         hits = dict(server.hits)
-    pa, pb = pages(sa), pages(sb)
+    pa, pb = map(pages, stores)
     assert not set(pa) & set(pb)
     assert len(pa) + len(pb) == expected
     assert ra["new"] + rb["new"] > 0 and len(pa) > 20
@@ -141,34 +154,27 @@ def test_killed_process_resumes_and_the_other_finishes(redis_url, site, tmp_path
 
 
 @pytest.mark.slow
-def test_survivor_takes_over_a_dead_workers_requests(redis_url, site, tmp_path):
+def test_survivor_takes_over_a_dead_workers_requests(redis_url, site, stores):
     routes, expected = site
     config = CrawlConfig(concurrency=4, concurrency_per_host=4, frontier=redis_url)
-    sa, sb = str(tmp_path / "a.duckdb"), str(tmp_path / "b.duckdb")
     with serve_site(routes, latency_s=0.05) as (base, server):
         seeds = [base + "site/index.html"]
-        a = start_worker(seeds, config, sa)
-        b = start_worker(seeds, config, sb)
-        deadline = time.monotonic() + 120
-        while sum(server.hits.values()) < expected // 3 and time.monotonic() < deadline:
-            time.sleep(0.02)
-        os.kill(a.pid, signal.SIGKILL)  # never restarted
-        a.wait()
+        a, b = start_pair(seeds, config, stores)
+        kill_when(a, server, expected // 3)  # never restarted
         rb = finish(b)
-    pa, pb = pages(sa), pages(sb)
+    pa, pb = map(pages, stores)
     assert rb["new"] == len(pb)
     assert not set(pa) & set(pb) and len(pa) + len(pb) == expected
 
 
 @pytest.mark.slow
-def test_crawl_delay_holds_across_processes(redis_url, tmp_path):
+def test_crawl_delay_holds_across_processes(redis_url, stores):
     import itertools
     routes, expected = scale_site(sections=2, per_section=4, duplicates=0, crawl_delay_s=0.4)
     config = CrawlConfig(concurrency=4, concurrency_per_host=4, frontier=redis_url)
     with serve_site(routes, latency_s=0.0) as (base, server):
         seeds = [base + "site/index.html"]
-        a = start_worker(seeds, config, str(tmp_path / "a.duckdb"))
-        b = start_worker(seeds, config, str(tmp_path / "b.duckdb"))
+        a, b = start_pair(seeds, config, stores)
         ra, rb = finish(a), finish(b)
         times = sorted(t for p, t in server.log if p.startswith("/site/"))
     assert ra["new"] + rb["new"] == expected
@@ -185,3 +191,10 @@ def test_frontier_is_a_crawl_config_key(tmp_path):
     bad.write_text('[crawl]\nfrontier = "10.0.0.5:6379"\n')
     with pytest.raises(ConfigError, match="frontier must be a redis://"):
         load_config(str(bad))
+    # the processes pace each host together in Redis; AutoThrottle would pace each one on its own
+    throttled = tmp_path / "throttled.toml"
+    throttled.write_text('[crawl]\nfrontier = "redis://10.0.0.5:6379/2"\nautothrottle = true\n')
+    with pytest.raises(ConfigError, match="autothrottle cannot be used with a shared frontier"):
+        load_config(str(throttled))
+    from crawler.distributed import frontier_settings
+    assert frontier_settings("redis://10.0.0.5:6379/2", "job")["AUTOTHROTTLE_ENABLED"] is False

@@ -1,4 +1,5 @@
-"""Sharded indexes (stable URL hash, one generation per shard) and fan-out search fused on ranks."""
+"""Sharded indexes (stable URL hash, one generation per shard), fan-out search fused as one index
+fuses (chunk BM25, dense and page BM25 lists merged over the shards), and rerank at the coordinator."""
 import json
 import os
 import shutil
@@ -74,6 +75,51 @@ def test_fan_out_hybrid_search_finds_the_same_best_page(engines):
         b = sharded.search(q, k=3).hits
         assert b and a[0].url == b[0].url
         assert b[0].snippet and b[0].bm25_rank and b[0].dense_rank
+        assert b[0].page_rank  # the page-level BM25 list is fused across shards too
+
+
+def test_one_shard_fan_out_equals_the_single_index_exactly(built_engine):
+    """The coordinator's merge and fusion are the single index's: over one shard holding every
+    page, every engine and page cap gives the same hits, field for field."""
+    from retriever.hybrid import ENGINES
+    single = built_engine.retriever()
+    fan_out = ShardedRetriever([single], single.config, parallel=False)
+    for q in QUERIES + ["", "x" * 3000]:
+        for engines in ENGINES:
+            for per_page in (1, 3):
+                a = single.search(q, k=8, max_per_page=per_page, engines=engines)
+                b = fan_out.search(q, k=8, max_per_page=per_page, engines=engines)
+                assert a.hits == b.hits and a.notes == b.notes, (q, engines, per_page)
+    assert any(h.page_rank for h in fan_out.search(QUERIES[0], k=8).hits)
+
+
+def _unhurried(engine, **kw):
+    """The engine's retriever config with a rerank budget no test run can exhaust."""
+    import dataclasses
+    return dataclasses.replace(engine.config.retrieve, rerank_budget_ms=600_000.0, **kw)
+
+
+def test_rerank_over_shards_orders_hits_as_the_single_index(engines):
+    from retriever.hybrid import HybridRetriever
+    single, sharded = engines
+    cfg = _unhurried(single, rerank_candidates=10)
+    one = HybridRetriever(single.open_index(), single.embedder, cfg)
+    fan_out = sharded.retriever()
+    fan_out.config = cfg
+    for q in QUERIES[:3]:
+        hits = one.search(q, k=10).hits
+        a, notes_a = one.rerank(q, hits)
+        b, notes_b = fan_out.rerank(q, hits)
+        assert a == b and notes_a == notes_b == ()
+        assert len(b) > 1 and all(h.rerank_rank for h in b)  # the cross-encoder ranked every hit
+    # and searching with rerank reorders the fused candidates at the coordinator, with no note
+    result = fan_out.search(QUERIES[0], k=5, rerank=True)
+    assert result.hits and all(h.rerank_rank for h in result.hits) and "rerank_ms" in result.timings_ms
+    assert not any("shards" in n for n in result.notes)
+    # over one shard, a reranked search equals the single index's reranked search
+    whole = ShardedRetriever([one], cfg, parallel=False)
+    for q in QUERIES[:2]:
+        assert whole.search(q, k=5, rerank=True).hits == one.search(q, k=5, rerank=True).hits
 
 
 def test_reindex_keeps_the_shard_count_and_one_goes_back_to_a_single_index(engines):
@@ -128,3 +174,5 @@ def test_ask_answers_over_shards_with_citations(engines):
     assert ans.citations
     assert all(c.url.startswith("http://") for c in ans.citations)
     assert any(c.url.endswith("compost.html") for c in ans.citations)
+    slow = engine.ask("How often should the compost heap be turned?", mode="slow")  # reranks across shards
+    assert slow.citations and not any("shards" in n for n in slow.notes)
