@@ -51,6 +51,9 @@ class CrawlDelayMiddleware:
             request.meta["autothrottle_dont_adjust_delay"] = True
 
 
+RETRY_WAIT_STAT = "fathom/retry_wait_s"
+
+
 class BackoffRetryMiddleware(RetryMiddleware):
     """RetryMiddleware that waits before each retry: as long as a 429/503 response's
     Retry-After asks (not retrying when that exceeds FATHOM_RETRY_MAX_WAIT), otherwise
@@ -72,7 +75,7 @@ class BackoffRetryMiddleware(RetryMiddleware):
         retry = self._retry(request, response_status_message(response.status))
         if retry is None:
             return response
-        await sleep(wait)
+        await self._wait(wait)
         return retry
 
     async def process_exception(self, request, exception):
@@ -80,8 +83,13 @@ class BackoffRetryMiddleware(RetryMiddleware):
             return None
         retry = self._retry(request, exception)
         if retry is not None:
-            await sleep(self._backoff(request))
+            await self._wait(self._backoff(request))
         return retry
+
+    async def _wait(self, seconds: float) -> None:
+        """Sleep before a retry, adding the wait to the crawl's `retry_wait_s` (CrawlReport)."""
+        self.crawler.stats.inc_value(RETRY_WAIT_STAT, seconds)
+        await sleep(seconds)
 
     def _backoff(self, request) -> float:
         return min(self.backoff * 2 ** request.meta.get("retry_times", 0), self.max_wait)

@@ -142,6 +142,7 @@ def job_name(seeds: list[str]) -> str:
 def _child() -> None:
     from scrapy.crawler import CrawlerProcess
 
+    from crawler.politeness import RETRY_WAIT_STAT
     from crawler.spider import SiteSpider
 
     args = json.loads(sys.stdin.read())
@@ -183,7 +184,8 @@ def _child() -> None:
     c = spider.counts
     report = CrawlReport(run_id=spider.run_id, fetched=c["fetched"], new=c["new"], changed=c["changed"],
                          unchanged=c["unchanged"], deleted=c["deleted"], errors=c["errors"], extracted=c["extracted"],
-                         skipped=dict(spider.skipped), elapsed_s=round(time.monotonic() - started, 3))
+                         skipped=dict(spider.skipped), elapsed_s=round(time.monotonic() - started, 3),
+                         retry_wait_s=round(crawler.stats.get_value(RETRY_WAIT_STAT, 0.0), 3))
     with CrawlStore(args["store"]) as store:
         report = dataclasses.replace(report, pages_total=store.stats()["pages"])
         store.end_run(report.run_id, dataclasses.asdict(report))

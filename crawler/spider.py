@@ -40,6 +40,7 @@ _FAILURE_REASONS = (
 
 FLUSH_ROWS = 256  # fetch-log rows that make a write batch go to the store at once
 FLUSH_AFTER_S = 0.2  # otherwise a batch waits at most this long
+MAX_LINKS_KEPT = 2000  # out-links recorded per page (crawler.store `links`)
 
 
 class SiteSpider(scrapy.Spider):
@@ -65,6 +66,11 @@ class SiteSpider(scrapy.Spider):
         self.run_id = self.store.start_run(self.seeds, job)
         self.near_jaccard = near_jaccard  # MinHash/LSH threshold of near-duplicates; 0: SimHash only
         self.known = self.store.known_pages(near_jaccard)
+        # out-links of stored pages that lead to no stored page (refused by max_pages, failed, out of
+        # an earlier scope): an unchanged page yields these, as its parse would; and the live pages
+        # whose links were never recorded (stored by an older Fathom): fetched in full once
+        self.unfollowed = self.store.unfollowed_links()
+        self.unrecorded = self.store.pages_without_links()
         self.batch = WriteBatch(self.run_id, job)
         self._flush_call = None
         self.counts: Counter[str] = Counter()
@@ -141,13 +147,18 @@ class SiteSpider(scrapy.Spider):
         self.scheduled.add(url)
         self.unsaved.append((url, depth))
         headers = {}
-        known = self.known.live(url)
+        known = self.known.live(url) if url not in self.unrecorded else None
         if known is not None and known.etag:
             headers["If-None-Match"] = known.etag
         if known is not None and known.last_modified:
             headers["If-Modified-Since"] = known.last_modified
         return scrapy.Request(url, headers=headers, callback=self.parse, errback=self.on_error,
                               meta={"depth": depth, "fathom_url": url, "fathom_lastmod": lastmod})
+
+    def _follow_stored(self, url: str, depth: int) -> list[scrapy.Request]:
+        """Requests for the recorded links of unchanged `url` that lead to no stored page."""
+        reqs = (self._request(link, depth + 1) for link in self.unfollowed.get(url, ()) if self.scope.allows(link))
+        return [r for r in reqs if r is not None]
 
     def _rerequest(self, url: str, depth: int) -> scrapy.Request:
         """A request for `url` that passes the shared seen-set: it was taken from the shared
@@ -217,7 +228,9 @@ class SiteSpider(scrapy.Spider):
             self.known.update_validators(url, etag, last_modified)
             self.stored.add(url)
             self.counts["unchanged"] += 1
+            follow = self._follow_stored(url, response.meta.get("depth", 0))  # saved with the record below
             self.record(url, 304, 0, elapsed_ms, "unchanged", "not_modified")
+            yield from follow
             return
         if response.status in (404, 410):
             if self.known.tombstone(url):
@@ -243,13 +256,15 @@ class SiteSpider(scrapy.Spider):
             return
         body_hash = hashlib.sha256(body).hexdigest()
         known = self.known.live(url)
-        if known is not None and known.body_hash == body_hash and final_url == url:
+        if known is not None and known.body_hash == body_hash and final_url == url and url not in self.unrecorded:
             # the same bytes as stored: unchanged without extraction (servers without validators, files)
             self.batch.touch(url, etag, last_modified)
             self.known.update_validators(url, etag, last_modified)
             self.stored.add(url)
             self.counts["unchanged"] += 1
+            follow = self._follow_stored(url, response.meta.get("depth", 0))
             self.record(url, response.status, len(body), elapsed_ms, "unchanged", "same_body")
+            yield from follow
             return
         text = decode_body(response)
         self.counts["extracted"] += 1
@@ -260,9 +275,12 @@ class SiteSpider(scrapy.Spider):
         if ext.text.strip():
             self.scheduled.add(canonical)  # a page claims its canonical URL: never fetched after this
         depth = response.meta.get("depth", 0)
-        for href in ext.links:
-            link = _normalized(href)
-            if link and self.scope.allows(link):
+        links = list(dict.fromkeys(filter(None, map(_normalized, ext.links))))
+        self.batch.links(url, links[:MAX_LINKS_KEPT])  # all of them, so a wider scope later finds them too
+        if canonical != url:
+            self.batch.links(canonical, links[:MAX_LINKS_KEPT])
+        for link in links:
+            if self.scope.allows(link):
                 req = self._request(link, depth + 1)
                 if req is not None:
                     yield req

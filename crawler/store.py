@@ -49,6 +49,9 @@ ALTER TABLE pages ADD COLUMN IF NOT EXISTS body_hash VARCHAR;
 -- when the page says it last changed (ISO 8601): <meta>/<time> dates, else Last-Modified or sitemap <lastmod>
 ALTER TABLE pages ADD COLUMN IF NOT EXISTS modified_at VARCHAR;
 -- one row per stored version of a page (version 1 when new, +1 each time its text changes)
+-- the normalised out-links of each page (under the URL it was fetched by, and its canonical URL) as of
+-- its last extraction: an unchanged page (304, same body) still leads to the pages it links to
+CREATE TABLE IF NOT EXISTS links (url VARCHAR PRIMARY KEY, targets VARCHAR[]);
 CREATE TABLE IF NOT EXISTS page_versions (
     url VARCHAR, version INTEGER, content_hash VARCHAR, fetched_at TIMESTAMP, size_bytes BIGINT,
     PRIMARY KEY (url, version)
@@ -158,6 +161,20 @@ class CrawlStore:
         return KnownPages({r[0]: Known(r[1] or "", r[2], r[3], r[4], bool(r[5]), r[6], r[7]) for r in rows},
                           near_jaccard)
 
+    def unfollowed_links(self) -> dict[str, list[str]]:
+        """url -> its recorded out-links that lead to no stored page or alias (in link order)."""
+        rows = self.db.execute(
+            "SELECT l.url, list(l.t ORDER BY l.i) FROM (SELECT url, unnest(targets) AS t, "
+            "generate_subscripts(targets, 1) AS i FROM links) AS l "
+            "WHERE l.t NOT IN (SELECT url FROM pages) AND l.t NOT IN (SELECT url FROM aliases) "
+            "GROUP BY l.url").fetchall()
+        return {u: list(ts) for u, ts in rows}
+
+    def pages_without_links(self) -> set[str]:
+        """Live pages whose out-links were never recorded (stored before `links` existed)."""
+        return {u for (u,) in self.db.execute(
+            "SELECT url FROM pages WHERE NOT deleted AND url NOT IN (SELECT url FROM links)").fetchall()}
+
     def alias_urls(self) -> list[str]:
         """URLs recorded as aliases of a stored page, in URL order."""
         return [u for (u,) in self.db.execute("SELECT url FROM aliases ORDER BY url").fetchall()]
@@ -251,6 +268,7 @@ class WriteBatch:
         self.touched: dict[str, tuple] = {}  # url -> (etag, last_modified, fetched)
         self.gone: dict[str, tuple[int, dt.datetime]] = {}
         self.aliases: dict[str, tuple[str, str]] = {}
+        self.out_links: dict[str, list[str]] = {}
         self.log: list[tuple] = []
         self.scheduled: list[tuple[str, int]] = []
         self.done: list[str] = []
@@ -259,7 +277,8 @@ class WriteBatch:
         return len(self.log) + len(self.aliases)
 
     def empty(self) -> bool:
-        return not (self.pages or self.touched or self.gone or self.aliases or self.log or self.scheduled)
+        return not (self.pages or self.touched or self.gone or self.aliases or self.out_links or self.log
+                    or self.scheduled)
 
     def page(self, kind: str, exists: bool, *, url: str, title: str, text: str, headings: list[str], lang: str,
              content_hash: str, body_hash: str | None, etag: str | None, last_modified: str | None,
@@ -284,6 +303,10 @@ class WriteBatch:
 
     def alias(self, url: str, alias_of: str, reason: str) -> None:
         self.aliases[url] = (alias_of, reason)
+
+    def links(self, url: str, targets: list[str]) -> None:
+        """The out-links found on `url` (replacing those recorded before)."""
+        self.out_links[url] = targets
 
     def fetched(self, url: str, status: int, size_bytes: int, elapsed_ms: float, outcome: str,
                 reason: str = "", scheduled: list[tuple[str, int]] = (), done: bool = True) -> None:
@@ -320,6 +343,10 @@ class WriteBatch:
             urls = list(self.aliases)
             db.execute("INSERT OR REPLACE INTO aliases " + _unnest(("url", "alias_of", "reason"), ("VARCHAR",) * 3),
                        [urls, [self.aliases[u][0] for u in urls], [self.aliases[u][1] for u in urls]])
+        if self.out_links:
+            urls = list(self.out_links)
+            db.execute("INSERT OR REPLACE INTO links SELECT unnest(?::VARCHAR[]), unnest(?::VARCHAR[][])",
+                       [urls, [self.out_links[u] for u in urls]])
         if self.log:
             cols = list(zip(*self.log))
             db.execute("INSERT INTO fetch_log " + _unnest(

@@ -40,3 +40,4 @@ class CrawlReport:
     elapsed_s: float = 0.0
     pages_total: int = 0
     extracted: int = 0  # bodies run through extraction (0 on a recrawl of an unchanged site)
+    retry_wait_s: float = 0.0  # seconds waited before retries (Retry-After, else backoff), summed

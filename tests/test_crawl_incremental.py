@@ -2,6 +2,8 @@
 without re-extraction, dates and language stored, and pages that lie about their charset."""
 import os
 
+import duckdb
+
 from crawler.config import CrawlConfig
 from crawler.run import crawl
 from tests.test_crawl import fresh_site, html, query, serve, stored  # noqa: F401 (fixture)
@@ -123,3 +125,45 @@ def test_utf8_page_declaring_latin1_is_decoded_as_utf8(tmp_path):
         crawl([base + "docs/index.html"], CrawlConfig(), db)
     (page,) = stored(db).values()
     assert "Smørrebrød på Nørrebro" in page.text
+
+
+def test_recrawl_without_the_cap_follows_links_of_unchanged_pages(fresh_site, tmp_path):
+    """A crawl capped by max_pages, then recrawled without the cap: the pages stored first come
+    back unchanged (304), and the links they hold still lead to the pages the cap refused."""
+    _, base = fresh_site
+    db = str(tmp_path / "crawl.duckdb")
+    first = crawl([base + "docs/index.html"], CrawlConfig(), db, max_pages=1)
+    assert first.new == 1 and first.skipped["max_pages"] >= 1
+    second = crawl([base + "docs/index.html"], CrawlConfig(), db)
+    assert second.unchanged == 1 and second.new == 3
+    assert len(stored(db)) == 4 and counted(second) == logged(db, second.run_id)
+    third = crawl([base + "docs/index.html"], CrawlConfig(), db)  # nothing left unfollowed
+    assert (third.new, third.unchanged, third.extracted) == (0, 4, 0)
+
+
+def test_links_of_a_same_body_page_lead_on_through_a_chain(tmp_path):
+    """No validators (the same body is 'unchanged' without extraction): a page refused by the cap
+    two links away from the seed is reached by the recrawl, and the links it holds are followed."""
+    routes = {"/docs/index.html": html("Index", links=["a.html"]), "/docs/a.html": html("A", links=["b.html"]),
+              "/docs/b.html": html("B", links=["c.html"]), "/docs/c.html": html("C")}
+    db = str(tmp_path / "crawl.duckdb")
+    with serve(routes) as (base, log):
+        first = crawl([base + "docs/index.html"], CrawlConfig(sitemaps=False), db, max_pages=2)
+        assert first.new == 2 and first.skipped["max_pages"] == 1  # index and a; b refused
+        second = crawl([base + "docs/index.html"], CrawlConfig(sitemaps=False), db)
+    assert (second.unchanged, second.new, second.extracted) == (2, 2, 2)
+    assert {u.rsplit("/", 1)[-1] for u in stored(db)} == {"index.html", "a.html", "b.html", "c.html"}
+
+
+def test_pages_stored_before_links_were_recorded_are_fetched_in_full_once(fresh_site, tmp_path):
+    """A store from an older Fathom has no out-links: its pages are extracted again (unchanged)
+    on the next crawl, which records their links; the crawl after that is all 304s."""
+    _, base = fresh_site
+    db = str(tmp_path / "crawl.duckdb")
+    crawl([base + "docs/index.html"], CrawlConfig(), db)
+    with duckdb.connect(db) as con:
+        con.execute("DELETE FROM links")
+    second = crawl([base + "docs/index.html"], CrawlConfig(), db)
+    assert (second.unchanged, second.extracted, second.new) == (4, 4, 0)
+    third = crawl([base + "docs/index.html"], CrawlConfig(), db)
+    assert (third.unchanged, third.extracted) == (4, 0)
