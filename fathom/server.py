@@ -318,6 +318,10 @@ def _store_error(exc: Exception) -> str:
 
 
 # --- the app ----------------------------------------------------------------------------------
+# a query must hold something besides whitespace (the server strips it, control characters too)
+QUERY_SCHEMA = {"type": "string", "minLength": 1, "pattern": "\\S"}
+
+
 def create_app(engine, bound_host: str = "127.0.0.1", jobs_file: str | None = None,
                log: Callable[[str], None] = print, warm_models: bool = False) -> Starlette:
     templates = Jinja2Templates(directory=os.path.join(HERE, "templates"))
@@ -618,7 +622,7 @@ OPENAPI = {
         "/api/search": {"get": {
             "summary": "Hybrid search (the JSON of `fathom search --json`)",
             "parameters": [
-                {"name": "q", "in": "query", "required": True, "schema": {"type": "string", "minLength": 1}},
+                {"name": "q", "in": "query", "required": True, "schema": QUERY_SCHEMA},
                 {"name": "k", "in": "query", "required": False,
                  "schema": {"type": "integer", "minimum": 1, "maximum": 100, "default": 10}}],
             "responses": {"200": {"description": "hits", "content": {"application/json": {
@@ -631,7 +635,7 @@ OPENAPI = {
                            "Answer JSON of `fathom ask --json` with per-sentence support; `failure` {error} "
                            "on an error.",
             "parameters": [
-                {"name": "q", "in": "query", "required": True, "schema": {"type": "string", "minLength": 1}},
+                {"name": "q", "in": "query", "required": True, "schema": QUERY_SCHEMA},
                 {"name": "mode", "in": "query", "required": False,
                  "schema": {"type": "string", "enum": list(MODES), "default": "auto"}}],
             "responses": {"200": {"description": "event stream",
