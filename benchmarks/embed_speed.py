@@ -96,6 +96,8 @@ class OpenVINOSession:
 
 def openvino_fp32(threads: int):
     """The int8 embedder's tokenizer and batching around an OpenVINO fp32 MiniLM (export untimed)."""
+    import openvino  # noqa: F401  (ImportError first: no export when the variant is left out)
+
     from core.files import package_dir
 
     path = os.path.join(models_dir(), "bench-minilm-fp32.onnx")
