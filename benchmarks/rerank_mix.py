@@ -2,17 +2,20 @@
 
     flock /tmp/fathom-bench.lock .venv/bin/python benchmarks/rerank_mix.py \\
         --site /tmp/pg ../shared/eval/pg_qrels.dev.jsonl --site /tmp/sphinx benchmarks/data/sphinx_qrels.jsonl \\
-        [--limit 150] [--offset 0] [--candidates 30]
+        [--limit 150] [--offset 0] [--candidates 30] [--cache DIR]
 
 For queries [offset, offset+limit) of each site, the hybrid search (current config, one chunk
 per page) gives --candidates pages; the cross-encoder scores all of them once. Then, offline:
 no rerank, the cross-encoder's order alone over the top N, and the RRF of fused rank and
 cross-encoder rank (weight w, constant k) over the top N, scored by page-level nDCG@10 per
-site and as the mean over sites."""
+site and as the mean over sites. With --cache DIR each site's scored lists are kept in
+DIR/NAME-OFFSET-LIMIT-CANDIDATES.json and read back on the next run, so the sites can be scored
+one lock acquisition at a time and then mixed together."""
 from __future__ import annotations
 
 import argparse
 import itertools
+import json
 import os
 import statistics
 import sys
@@ -56,13 +59,24 @@ def main() -> None:
     ap.add_argument("--offset", type=int, default=0)
     ap.add_argument("--candidates", type=int, default=30)
     ap.add_argument("--config", default=None)
+    ap.add_argument("--cache", default="", help="directory keeping each site's scored candidate lists")
     args = ap.parse_args()
     config = load_config(args.config)
     sites = {}
     for data, qrels in args.site:
         name = os.path.basename(qrels).split("_")[0].split(".")[0]
+        cached = os.path.join(args.cache, f"{name}-{args.offset}-{args.limit}-{args.candidates}.json")
+        if args.cache and os.path.exists(cached):
+            with open(cached, encoding="utf-8") as f:
+                sites[name] = [{**r, "rel": frozenset(r["rel"])} for r in json.load(f)]
+            print(f"{name}: {len(sites[name])} queries read from {cached}", flush=True)
+            continue
         sites[name] = collect(data, qrels, args.limit, args.offset, config, args.candidates)
         print(f"{name}: {len(sites[name])} queries scored", flush=True)
+        if args.cache:
+            os.makedirs(args.cache, exist_ok=True)
+            with open(cached, "w", encoding="utf-8") as f:
+                json.dump([{**r, "rel": sorted(r["rel"])} for r in sites[name]], f)
 
     def nd(rows, f):
         return statistics.fmean(score([page_path(u) for u in f(r)][:10], r["rel"])["ndcg"] for r in rows)

@@ -221,11 +221,11 @@ def _quiet_export():
         hf_logging.enable_progress_bar()
 
 
-def _export_minilm_int8(source_dir: str, out: str) -> None:
+def export_minilm_fp32(source_dir: str, out: str, fuse: bool = True) -> None:
+    """Export the packaged all-MiniLM-L6-v2 to a float32 ONNX file `out` (last hidden state),
+    fused by onnxruntime's transformer optimizer when `fuse` (the int8 export quantizes that)."""
     try:
-        import onnx
         import torch
-        from onnxruntime.quantization import QuantType, quantize_dynamic
         from onnxruntime.transformers.optimizer import optimize_model
         from transformers import AutoConfig, AutoModel
     except ImportError as exc:
@@ -247,18 +247,35 @@ def _export_minilm_int8(source_dir: str, out: str) -> None:
 
         names = ["input_ids", "attention_mask", "token_type_ids"]
         sample = tuple(torch.ones(2, 16, dtype=torch.long) for _ in names)
-        with tempfile.TemporaryDirectory(dir=os.path.dirname(out)) as tmp:
-            fp32, fused = os.path.join(tmp, "fp32.onnx"), os.path.join(tmp, "fused.onnx")
+        with tempfile.TemporaryDirectory(dir=os.path.dirname(os.path.abspath(out))) as tmp:
+            fp32 = os.path.join(tmp, "fp32.onnx")
             with torch.no_grad():
                 torch.onnx.export(Encoder(bert), sample, fp32, input_names=names,
                                   output_names=["last_hidden_state"], opset_version=17, dynamo=False,
                                   dynamic_axes={n: {0: "batch", 1: "seq"} for n in names + ["last_hidden_state"]})
-            optimize_model(fp32, model_type="bert", num_heads=config.num_attention_heads,
-                           hidden_size=config.hidden_size).save_model_to_file(fused)
-            part = os.path.join(tmp, MINILM_INT8_FILE)
+            if fuse:
+                optimize_model(fp32, model_type="bert", num_heads=config.num_attention_heads,
+                               hidden_size=config.hidden_size).save_model_to_file(out)
+            else:
+                os.replace(fp32, out)
+
+
+def _export_minilm_int8(source_dir: str, out: str) -> None:
+    try:
+        import onnx
+        from onnxruntime.quantization import QuantType, quantize_dynamic
+    except ImportError as exc:
+        raise ModelUnavailable(f"cannot export MiniLM to ONNX: {exc}; run `bash scripts/setup.sh`") from None
+    import tempfile
+
+    with tempfile.TemporaryDirectory(dir=os.path.dirname(out)) as tmp:
+        fused = os.path.join(tmp, "fused.onnx")
+        export_minilm_fp32(source_dir, fused)
+        part = os.path.join(tmp, MINILM_INT8_FILE)
+        with _quiet_export():
             quantize_dynamic(fused, part, weight_type=QuantType.QInt8, per_channel=True,
                              extra_options={"DefaultTensorType": onnx.TensorProto.FLOAT})
-            os.replace(part, out)
+        os.replace(part, out)
 
 
 class MiniLMInt8Embedder:
@@ -272,7 +289,7 @@ class MiniLMInt8Embedder:
     max_tokens = 256
     token_budget = 8192  # padded tokens per onnxruntime run: short texts go in bigger batches
 
-    def __init__(self, threads: int = 2):
+    def __init__(self, threads: int = 2, spinning: bool = True):
         import onnxruntime as ort
         from tokenizers import Tokenizer
 
@@ -281,6 +298,8 @@ class MiniLMInt8Embedder:
         opts = ort.SessionOptions()
         opts.intra_op_num_threads = threads
         opts.inter_op_num_threads = 1
+        if not spinning:  # idle worker threads sleep instead of spinning (kinder on a busy machine)
+            opts.add_session_config_entry("session.intra_op.allow_spinning", "0")
         self.session = ort.InferenceSession(self.model_path, opts, providers=["CPUExecutionProvider"])
         self.input_names = {i.name for i in self.session.get_inputs()}
         tok_path = os.path.join(source_dir, "tokenizer.json")
