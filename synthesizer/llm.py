@@ -96,7 +96,7 @@ class LlamaCppLLM(CustomLLM):
     adaptive_threads: bool = True  # use fewer threads while other processes keep cores busy
     prompt_lookup_tokens: int = 0  # > 0: prompt-lookup speculative decoding
     copy_penalty: float = 0.0  # > 0: NoCopy logits processor against long verbatim runs from the prompt
-    flash_attn: bool = False  # llama.cpp flash attention
+    flash_attn: bool = True  # llama.cpp flash attention (faster prompt evaluation)
     _llama: Any = PrivateAttr(default=None)
     _threads_used: int = PrivateAttr(default=0)
 
