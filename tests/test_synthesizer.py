@@ -194,3 +194,15 @@ def test_support_span_is_the_passage_sentence_that_holds_the_claim():
     start, end = support_span("The default argument is evaluated only once.", passage)
     assert passage[start:end] == "Default arguments are evaluated once, when the def runs."
     assert support_span("Kangaroos hop.", passage) == (-1, -1)
+
+
+def test_words_about_asking_are_not_evidence_the_passage_must_hold():
+    from retriever.hybrid import Hit
+    from synthesizer.engine import evidence_coverage
+    from synthesizer.textutil import content_terms
+
+    q = "What does the documentation say about 5.4. Sets?"
+    assert content_terms(q) == {"set"}
+    sets = Hit(chunk_id=1, url="u", title="5. Data Structures", heading="5.4. Sets",
+               text="A set is an unordered collection with no duplicate elements.", snippet="", score=1.0)
+    assert evidence_coverage(q, [sets]) == 1.0
