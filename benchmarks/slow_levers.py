@@ -146,7 +146,7 @@ def main() -> None:
         json.dump(result, f, indent=1)
     print(f"{'lever':<20} {'mean s':>7} {'p50 s':>6} {'max s':>6} {'1st tok':>7} {'tokens':>6} {'prompt':>6} "
           f"{'cites':>5} {'copy':>5} {'broken':>6} {'answered':>8}")
-    for name in ["raw"] + args.levers.split(","):
+    for name in [n for n in ["raw"] + args.levers.split(",") if n in result]:  # raw: only with plain
         s = result[name]["summary"]
         print(f"{name:<20} {s['total_s_mean']:>7.2f} {s['total_s_p50']:>6.2f} {s['total_s_max']:>6.2f} "
               f"{s['first_token_s_p50']:>7.2f} {s['tokens_mean']:>6.1f} {s.get('prompt_tokens_mean', 0):>6.0f} "
