@@ -30,6 +30,7 @@ from synthesizer.types import Answer, Citation, SentenceSupport, Timings
 _COMPLEX = re.compile(r"\b(why|explain|compare|difference|differences|versus|vs\.?|pros|cons|"
                       r"trade-?offs?|how does|how do .* work|when should|best way|steps)\b", re.I)
 
+_DEADLINE = "generation stopped at the mode's deadline"
 LLMFactory = Callable[[str, int, int], LLM]  # (model name, context tokens, max new tokens) -> any LlamaIndex LLM
 
 
@@ -271,7 +272,7 @@ class Synthesizer:
                 n_tokens += 1
                 yield delta
                 if time.perf_counter() > deadline:
-                    run.notes.append("generation stopped at the mode's deadline")
+                    run.notes.append(_DEADLINE)
                     break
                 if any(ch in delta for ch in ".!?\n") and _looping(text):
                     run.notes.append("generation stopped: the model began repeating itself")
@@ -288,7 +289,7 @@ class Synthesizer:
                            tokens_per_s=round(n_tokens / gen_s, 1) if gen_s > 0 else 0.0)
         if getattr(llm, "threads_used", None):
             run.timings["threads"] = llm.threads_used
-        if not text.strip() and "generation stopped at the mode's deadline" in run.notes:
+        if not text.strip() and _DEADLINE in run.notes:
             return None, passages
         return text, passages
 
@@ -324,6 +325,9 @@ class Synthesizer:
             if count:
                 run.notes.append(f"{count} {what}")
         if not checked.kept or not checked.cited:
+            if _DEADLINE in run.notes:  # cut short, not refuted: quote the sources instead
+                run.notes.append("the draft was cut before a whole supported sentence; extractive answer")
+                return self._extractive(run, passages)
             return self._abstain(run, "no sentence of the draft answer was supported by the sources", model)
         cites = tuple(_citation(i + 1, passages[n]) for i, n in enumerate(checked.cited))
         shown_ok, shown = shown_support(checked.text, [f"{passages[n].title} {passages[n].heading} {passages[n].text}"

@@ -206,3 +206,14 @@ def test_words_about_asking_are_not_evidence_the_passage_must_hold():
     sets = Hit(chunk_id=1, url="u", title="5. Data Structures", heading="5.4. Sets",
                text="A set is an unordered collection with no duplicate elements.", snippet="", score=1.0)
     assert evidence_coverage(q, [sets]) == 1.0
+
+
+def test_a_draft_cut_by_the_deadline_falls_back_to_quoting_the_sources(built_engine):
+    # the deadline passes before the first token: the draft is a fragment, which is not evidence
+    # that the sources lack the answer, so the answer quotes them rather than abstaining
+    cfg = dataclasses.replace(built_engine.config, answer=dataclasses.replace(TINY, fast_deadline_s=0.001))
+    ans = Engine(built_engine.data_dir, cfg, embedder=built_engine.embedder).ask(
+        "How often should the compost heap be turned?", mode="fast")
+    assert "generation stopped at the mode's deadline" in ans.notes
+    assert not ans.abstained and ans.mode == "extractive", ans
+    assert ans.citations and ans.sentences

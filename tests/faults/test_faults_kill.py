@@ -104,7 +104,9 @@ def test_index_build_survives_sigkill_at_random_moments(built_engine, embedder, 
     last = current_generation(root)
     for _trial in range(TRIALS):
         pid = _forked_build(store, root, embedder)
-        time.sleep(rng.uniform(0, duration * 1.2))
+        # within the first 80% of a clean build's time: the load on a shared machine changes,
+        # and kills after a build ends test nothing
+        time.sleep(rng.uniform(0, duration * 0.8))
         finished = os.waitpid(pid, os.WNOHANG)[0] != 0
         if not finished:
             os.kill(pid, signal.SIGKILL)

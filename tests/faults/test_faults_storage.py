@@ -101,12 +101,16 @@ def test_read_only_data_dir_serves_search_and_ask_but_refuses_writes(built_engin
 def test_index_while_a_crawl_writes_is_refused_with_the_holders_pid(tmp_path, built_engine):
     data = str(tmp_path / "data")
     shutil.copytree(built_engine.data_dir, data)
-    with serve(chain_site(18, 0.5)) as (base, _log):
+    with serve(chain_site(18, 0.5)) as (base, log):
         env = dict(os.environ, PYTHONPATH=ROOT, HF_HUB_OFFLINE="1")
         crawler = subprocess.Popen([sys.executable, "-m", "fathom", "--data", data, "crawl", base + "docs/index.html"],
                                    env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
         try:
             deadline = time.monotonic() + 60
+            # index only once the crawl has opened its store and fetches (on a busy machine an index
+            # run started first would hold the store and refuse the crawl instead)
+            while not log and crawler.poll() is None and time.monotonic() < deadline:
+                time.sleep(0.05)
             eng = Engine(data, built_engine.config, embedder=built_engine.embedder)
             refused = None
             while time.monotonic() < deadline and crawler.poll() is None:
@@ -116,7 +120,11 @@ def test_index_while_a_crawl_writes_is_refused_with_the_holders_pid(tmp_path, bu
                     refused = str(exc)
                     break
                 time.sleep(0.3)
-            assert refused and "PID" in refused.upper(), refused  # DuckDB names the lock holder
+            if not refused:  # say why: the crawl's own output
+                crawler.kill()
+                out, err = crawler.communicate(timeout=60)
+                pytest.fail(f"index was never refused; crawl exit {crawler.returncode}: {out[-1500:]} {err[-1500:]}")
+            assert "PID" in refused.upper(), refused  # DuckDB names the lock holder
             second = _fathom(data, "crawl", base + "docs/index.html")  # a second crawl is refused too
             _one_clear_line(second, "crawl store")
         finally:
