@@ -90,6 +90,13 @@ class SearchResult:
     notes: tuple[str, ...] = ()
 
 
+
+def search_args(cfg: RetrieveConfig, engines: str, k: int | None, max_per_page: int | None) -> tuple[int, int]:
+    """Checked `engines`; `k` and `max_per_page` with the config's defaults filled in."""
+    if engines not in ENGINES:
+        raise QueryError(f"engines must be one of {ENGINES}")
+    return k or cfg.k, max_per_page or cfg.max_chunks_per_page
+
 class HybridRetriever:
     """Searches one loaded HybridIndex with one embedder."""
 
@@ -108,11 +115,8 @@ class HybridRetriever:
         page BM25 and dense: the baseline of shared/eval/README.md).
         `filters` are applied inside both engines, before their top candidates are taken.
         `rerank` (default: the config's) reorders the best candidates with the cross-encoder."""
-        if engines not in ENGINES:
-            raise QueryError(f"engines must be one of {ENGINES}")
         cfg = self.config
-        k = k or cfg.k
-        max_per_page = max_per_page or cfg.max_chunks_per_page
+        k, max_per_page = search_args(cfg, engines, k, max_per_page)
         notes: list[str] = []
         timings: dict[str, float] = {}
         query = (query or "").strip()

@@ -15,10 +15,9 @@ from __future__ import annotations
 import time
 from concurrent.futures import ThreadPoolExecutor
 
-from core.errors import QueryError
 from retriever.config import RetrieveConfig
-from retriever.hybrid import (ENGINES, Candidates, Filters, Hit, SearchResult, collect_hits, fuse_lists,
-                              page_depth, rerank_hits)
+from retriever.hybrid import (Candidates, Filters, Hit, SearchResult, collect_hits, fuse_lists,
+                              page_depth, rerank_hits, search_args)
 
 
 class ShardedRetriever:
@@ -42,11 +41,8 @@ class ShardedRetriever:
                engines: str = "hybrid", filters: Filters = Filters(), rerank: bool | None = None
                ) -> SearchResult:
         """Top `k` hits over all shards, like HybridRetriever.search over one index holding them."""
-        if engines not in ENGINES:
-            raise QueryError(f"engines must be one of {ENGINES}")
         cfg = self.config
-        k = k or cfg.k
-        max_per_page = max_per_page or cfg.max_chunks_per_page
+        k, max_per_page = search_args(cfg, engines, k, max_per_page)
         notes: list[str] = []
         query = (query or "").strip()
         if len(query) > cfg.max_query_chars:
