@@ -24,7 +24,7 @@ from synthesizer.decompose import sub_questions
 from synthesizer.llm import LlamaCppLLM
 from synthesizer.prompts import ABSTAIN_TEXT, build_messages, focus, prompt_prefix
 from synthesizer.shaping import ends_complete, repeats, segments
-from synthesizer.textutil import content_terms, split_sentences
+from synthesizer.textutil import content_terms, named_terms, split_sentences
 from synthesizer.types import Answer, Citation, SentenceSupport, Timings
 
 _COMPLEX = re.compile(r"\b(why|explain|compare|difference|differences|versus|vs\.?|pros|cons|"
@@ -241,6 +241,10 @@ class Synthesizer:
         if coverage < self.config.min_evidence:
             return self._abstain(run, f"weak evidence: only {coverage:.0%} of the question's key terms appear "
                                       "in the best sources")
+        missing = missing_names(run.question, run.hits[:3])
+        if missing and coverage < self.config.borderline_evidence:
+            return self._abstain(run, f"the best sources never mention {', '.join(missing)} "
+                                      f"(and hold only {coverage:.0%} of the question's key terms)")
         return None
 
     def _load(self, run: _Run) -> LLM:
@@ -483,6 +487,15 @@ def _stream(llm: LLM, messages: list[dict]) -> Iterator[str]:
     for resp in llm.stream_chat(msgs):
         if resp.delta:
             yield resp.delta
+
+
+def missing_names(question: str, hits: list[Hit]) -> list[str]:
+    """Names in the question (see textutil.named_terms) that none of `hits` mentions: a question
+    about "PyCharm" is not answered by passages that never name it, however well the rest matches."""
+    seen: set[str] = set()
+    for h in hits:
+        seen |= content_terms(f"{h.title} {h.heading} {h.text}")
+    return [w for w in named_terms(question) if not content_terms(w) <= seen]
 
 
 def evidence_coverage(question: str, hits: list[Hit], idf: dict[str, float] | None = None) -> float:

@@ -29,6 +29,24 @@ def content_terms(text: str) -> set[str]:
     return {t for t in _ANALYZER.analyze(text) if len(t) > 2 and t not in _STOP_STEMS}
 
 
+_WORD = re.compile(r"[A-Za-z][\w.+#-]*[\w+#]")
+_SENTENCE_END = re.compile(r"[.!?:]\s*$")
+
+
+def named_terms(question: str) -> list[str]:
+    """Names the question mentions: words written with a capital or with a dot inside
+    ("PostgreSQL", "Rust", "requests.Session"), not counting a sentence's first word, and only
+    those with content words (so "I" and "Python", a stopword here, are not names)."""
+    out = []
+    for m in _WORD.finditer(question):
+        w = m.group()
+        if m.start() == 0 or _SENTENCE_END.search(question[:m.start()]):
+            continue  # first word of a sentence: capitalised anyway
+        if (w[0].isupper() or any(c.isupper() for c in w[1:]) or "." in w) and content_terms(w):
+            out.append(w)
+    return out
+
+
 def split_sentences(text: str) -> list[str]:
     return [s.strip() for s in _SENT.split(text) if s and s.strip()]
 

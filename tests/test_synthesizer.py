@@ -217,3 +217,32 @@ def test_a_draft_cut_by_the_deadline_falls_back_to_quoting_the_sources(built_eng
     assert "generation stopped at the mode's deadline" in ans.notes
     assert not ans.abstained and ans.mode == "extractive", ans
     assert ans.citations and ans.sentences
+
+
+def test_names_in_the_question_are_found_and_checked_against_the_sources():
+    from retriever.hybrid import Hit
+    from synthesizer.engine import missing_names
+    from synthesizer.textutil import named_terms
+
+    assert named_terms("How do I set a conditional breakpoint in PyCharm?") == ["PyCharm"]
+    assert named_terms("How do I keep cookies with a requests.Session?") == ["requests.Session"]
+    # sentence-initial words, "I" and stopwords are not names
+    assert named_terms("Sorting lists. How do I sort in Python?") == []
+    pdb = Hit(chunk_id=1, url="u", title="pdb — The Python Debugger", heading="Debugger Commands",
+              text="b(reak) [([filename:]lineno | function) [, condition]] sets a conditional breakpoint.",
+              snippet="", score=1.0)
+    assert missing_names("How do I set a conditional breakpoint in PyCharm?", [pdb]) == ["PyCharm"]
+    assert missing_names("How do I set a conditional breakpoint in the Python Debugger?", [pdb]) == []
+
+
+def test_a_question_about_a_name_the_sources_never_mention_abstains(engine):
+    # the fixture garden site answers "how deep should tomatoes be planted", but not for a named
+    # product it never mentions; the rest of the question matches well (borderline evidence)
+    q = "How deep should tomato seedlings be planted in Gardena?"
+    synth = engine.synthesizer()
+    assert synth.config.min_evidence <= synth.coverage(q, engine.search(q, k=3).hits) < synth.config.borderline_evidence
+    ans = engine.ask(q, mode="fast")
+    assert ans.abstained, ans.answer
+    assert "never mention" in ans.reason and "Gardena" in ans.reason
+    ok = engine.ask("How deep should tomato seedlings be planted?", mode="fast")
+    assert "never mention" not in ok.reason
