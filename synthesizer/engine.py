@@ -241,7 +241,7 @@ class Synthesizer:
         if coverage < self.config.min_evidence:
             return self._abstain(run, f"weak evidence: only {coverage:.0%} of the question's key terms appear "
                                       "in the best sources")
-        missing = missing_subjects(run.question, run.hits[:3], self.idf(content_terms(run.question)))
+        missing = missing_names(run.question, run.hits[:3])
         if missing and coverage < self.config.borderline_evidence:
             return self._abstain(run, f"the best sources never mention {', '.join(missing)} "
                                       f"(and hold only {coverage:.0%} of the question's key terms)")
@@ -489,21 +489,13 @@ def _stream(llm: LLM, messages: list[dict]) -> Iterator[str]:
             yield resp.delta
 
 
-def missing_subjects(question: str, hits: list[Hit], idf: dict[str, float] | None = None) -> list[str]:
-    """What the question is about that none of `hits` mentions: its names (textutil.named_terms:
-    "PyCharm", "requests.Session") and, given `idf`, its rarest content word ("aiohttp"). Passages
-    that never name the subject do not answer the question, however well the rest matches."""
+def missing_names(question: str, hits: list[Hit]) -> list[str]:
+    """Names in the question (see textutil.named_terms) that none of `hits` mentions: a question
+    about "PyCharm" is not answered by passages that never name it, however well the rest matches."""
     seen: set[str] = set()
     for h in hits:
         seen |= content_terms(f"{h.title} {h.heading} {h.text}")
-    out = [w for w in named_terms(question) if not content_terms(w) <= seen]
-    terms = content_terms(question)
-    if idf and terms:
-        rarest = max(sorted(terms), key=lambda t: idf.get(t, 0.0))
-        if rarest not in seen and not any(rarest in content_terms(w) for w in out):
-            words = [w for w in re.findall(r"[\w.+#-]+", question) if rarest in content_terms(w)]
-            out.append(words[0] if words else rarest)
-    return out
+    return [w for w in named_terms(question) if not content_terms(w) <= seen]
 
 
 def evidence_coverage(question: str, hits: list[Hit], idf: dict[str, float] | None = None) -> float:
