@@ -36,7 +36,7 @@ class AnswerConfig:
     min_evidence: float = 0.5  # share of question content words that the best passages must hold
     # when slow mode offers the model "NOT IN SOURCES": always, only when the evidence is
     # borderline (below borderline_evidence), or never (the gate and the verifier decide alone)
-    abstain_instruction: str = "always"
+    abstain_instruction: str = "borderline"
     # below this the evidence is borderline: a name in the question ("PyCharm") missing from the
     # best passages then means abstain, and the "borderline" policy offers NOT IN SOURCES
     borderline_evidence: float = 0.75
