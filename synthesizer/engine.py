@@ -492,10 +492,16 @@ def _stream(llm: LLM, messages: list[dict]) -> Iterator[str]:
 def missing_names(question: str, hits: list[Hit]) -> list[str]:
     """Names in the question (see textutil.named_terms) that none of `hits` mentions: a question
     about "PyCharm" is not answered by passages that never name it, however well the rest matches."""
+    seen = _passage_terms(hits)
+    return [w for w in named_terms(question) if not content_terms(w) <= seen]
+
+
+def _passage_terms(hits: list[Hit]) -> set[str]:
+    """Content words of the passages, their titles and headings included."""
     seen: set[str] = set()
     for h in hits:
         seen |= content_terms(f"{h.title} {h.heading} {h.text}")
-    return [w for w in named_terms(question) if not content_terms(w) <= seen]
+    return seen
 
 
 def evidence_coverage(question: str, hits: list[Hit], idf: dict[str, float] | None = None) -> float:
@@ -505,9 +511,7 @@ def evidence_coverage(question: str, hits: list[Hit], idf: dict[str, float] | No
     q = content_terms(question)
     if not q:
         return 1.0
-    seen: set[str] = set()
-    for h in hits:
-        seen |= content_terms(f"{h.title} {h.heading} {h.text}")
+    seen = _passage_terms(hits)
     if not idf:
         return len(q & seen) / len(q)
     top = max(idf.values(), default=1.0)
