@@ -144,6 +144,13 @@ def with_budget(budget: int, threads: int):
     return emb
 
 
+def with_read_tokens(n: int, threads: int):
+    """A separate int8 session whose tokenizer cuts each text at `n` word pieces."""
+    emb = MiniLMInt8Embedder(threads)
+    emb.tokenizer.enable_truncation(n)
+    return emb
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--data", required=True)
@@ -165,6 +172,10 @@ def main() -> None:
     variants = [("torch fp32 (baseline)", "all-MiniLM-L6-v2", lambda: load_embedder("all-MiniLM-L6-v2", t), like_build),
                 ("int8 ONNX, length-bucketed", "all-MiniLM-L6-v2-int8",
                  lambda: load_embedder("all-MiniLM-L6-v2-int8", t), like_build),
+                ("int8 ONNX, reads 160 word pieces", "all-MiniLM-L6-v2-int8-160",
+                 lambda: load_embedder("all-MiniLM-L6-v2-int8-160", t), like_build),
+                ("int8 ONNX, reads 128 word pieces", "all-MiniLM-L6-v2-int8-128",
+                 lambda: with_read_tokens(128, t), like_build),
                 ("int8 ONNX, fixed batches of 32", "all-MiniLM-L6-v2-int8",
                  lambda: load_embedder("all-MiniLM-L6-v2-int8", t), fixed_batches),
                 ("int8 ONNX, no spinning", "all-MiniLM-L6-v2-int8",

@@ -38,7 +38,7 @@ def prompts(engine: Engine, questions: list[dict], mode: str) -> list[list[dict]
         synth._expand(run)
         if synth._gate(run) is not None:
             continue
-        n = synth.config.fast_passages if run.mode == "fast" else synth.config.slow_passages
+        n = synth.passages_for(run.mode, run.focused)[0]
         out.append(synth.prompt(run, llm, merge_sections(run.hits)[:n])[0])
     return out
 

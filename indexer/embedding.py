@@ -286,7 +286,8 @@ class MiniLMInt8Embedder:
 
     name = "all-MiniLM-L6-v2-int8"
     dim = 384
-    max_tokens = 256
+    max_tokens = 256  # chunking keeps a code block whole up to this, less 32
+    read_tokens = 256  # word pieces of a text the model reads (the rest is cut)
     token_budget = 8192  # padded tokens per onnxruntime run: short texts go in bigger batches
 
     def __init__(self, threads: int = 2, spinning: bool = True):
@@ -304,7 +305,7 @@ class MiniLMInt8Embedder:
         self.input_names = {i.name for i in self.session.get_inputs()}
         tok_path = os.path.join(source_dir, "tokenizer.json")
         self.tokenizer = Tokenizer.from_file(tok_path)
-        self.tokenizer.enable_truncation(self.max_tokens)
+        self.tokenizer.enable_truncation(self.read_tokens)
         self.tokenizer.no_padding()
         self._counter = _plain_tokenizer(tok_path)
         self._checksum = ""
@@ -356,8 +357,17 @@ class MiniLMInt8Embedder:
         return len(self._counter.encode(text, add_special_tokens=False).ids)
 
 
+class MiniLMInt8Short(MiniLMInt8Embedder):
+    """The int8 MiniLM reading only the first 160 word pieces of each chunk (MiniLM was trained on
+    128): the same 200-token chunks, each vector from its start; the whole chunk stays in BM25.
+    Builds 1.47x as fast as the 256-token default, hybrid nDCG@10 -0.003 on three sites (RESULTS)."""
+
+    name = "all-MiniLM-L6-v2-int8-160"
+    read_tokens = 160
+
+
 EMBEDDERS = {MiniLMInt8Embedder.name: MiniLMInt8Embedder, MiniLMEmbedder.name: MiniLMEmbedder,
-             BgeOnnxEmbedder.name: BgeOnnxEmbedder}
+             BgeOnnxEmbedder.name: BgeOnnxEmbedder, MiniLMInt8Short.name: MiniLMInt8Short}
 _LOADED: dict[str, Embedder] = {}
 
 

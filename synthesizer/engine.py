@@ -52,9 +52,10 @@ class _Run:
     t0: float
     notes: list[str] = field(default_factory=list)
     timings: dict = field(default_factory=dict)
-    hits: list[Hit] = field(default_factory=list)
-    reranked: bool = False
-    coverage: float | None = None  # IDF-weighted share of the question's terms in the best passages (set by the gate)
+    hits: list[Hit] = field(default_factory=list)  # the passages' candidates, reranked when the mode reranks
+    fused: list[Hit] = field(default_factory=list)  # the fused order, before any rerank: what the gate reads
+    coverage: float | None = None  # IDF-weighted share of the question's terms in the best fused hits (set by the gate)
+    focused: bool = False  # auto's slow answer on the best few passages' densest windows
     reason: str = ""
     because: str = ""  # prefix of an abstention's reason (auto says which mode it chose)
 
@@ -122,8 +123,10 @@ class Synthesizer:
     def coverage(self, question: str, hits: list[Hit]) -> float:
         return evidence_coverage(question, hits, self.idf(content_terms(question)))
 
-    def choose_mode(self, question: str, hits: list[Hit]) -> tuple[str, str]:
-        """auto mode: fast when retrieval is confident and the question simple, else slow."""
+    def choose_mode(self, question: str, hits: list[Hit]) -> tuple[str, bool, str]:
+        """auto mode: (mode, focused, reason). Fast when retrieval is confident and the question
+        simple; slow when the question is complex, focused on the best few passages' densest
+        windows when retrieval is confident; whole slow mode when retrieval is unsure."""
         words = len(question.split())
         top = hits[0] if hits else None
         agree = bool(top and top.bm25_rank and top.dense_rank and top.bm25_rank <= 3 and top.dense_rank <= 3)
@@ -132,9 +135,24 @@ class Synthesizer:
         signals = (f"engines {'agree' if agree else 'disagree'} on the top passage, "
                    f"{coverage:.0%} of key terms found, {'complex' if complex_q else 'simple'} question "
                    f"({words} words)")
-        if agree and coverage >= 0.75 and not complex_q:
-            return "fast", f"auto chose fast: {signals}"
-        return "slow", f"auto chose slow: {signals}"
+        confident = agree and coverage >= 0.75
+        if confident and not complex_q:
+            return "fast", False, f"auto chose fast: {signals}"
+        c = self.config
+        if confident and c.auto_slow_passages and not sub_questions(question):
+            return "slow", True, (f"auto chose slow, focused on the best {c.auto_slow_passages} passages "
+                                  f"(retrieval is confident): {signals}")
+        return "slow", False, f"auto chose slow: {signals}"
+
+    def passages_for(self, mode: str, focused: bool = False) -> tuple[int, int]:
+        """(passages quoted, words quoted of each: 0 = whole) for a mode; `focused` is auto's
+        slow answer when retrieval is confident."""
+        c = self.config
+        if mode == "fast":
+            return c.fast_passages, c.fast_passage_words
+        if focused:
+            return c.auto_slow_passages, c.auto_slow_passage_words
+        return c.slow_passages, c.slow_passage_words
 
     # --- answering ----------------------------------------------------------------
     def answer(self, question: str, mode: str | None = None) -> Answer:
@@ -155,8 +173,7 @@ class Synthesizer:
         if refusal is not None:
             yield refusal
             return
-        passages = merge_sections(run.hits)[:self.config.fast_passages if run.mode == "fast"
-                                             else self.config.slow_passages]
+        passages = merge_sections(run.hits)[:self.passages_for(run.mode, run.focused)[0]]
         try:
             llm = self._load(run)
         except ModelUnavailable as exc:
@@ -191,29 +208,37 @@ class Synthesizer:
         return run
 
     def _retrieve(self, run: _Run) -> None:
-        """Slow mode asked for up front reranks in its one retrieval; auto takes as many
-        unreranked candidates as a rerank would see, to choose and, for slow, rerank them."""
-        c = self.config
-        k = max(c.fast_passages, c.slow_passages)
-        run.reranked = run.mode == "slow" and c.slow_rerank
-        if run.mode == "auto" and c.slow_rerank:
+        """One unreranked retrieval, as deep as a rerank would look when the mode may rerank.
+        The fused order is kept for the gate, so that a question gets the same evidence, and the
+        same decision, in every mode."""
+        k = self._hits_wanted()
+        if self._reranks(run.mode) or (run.mode == "auto" and self._reranks("slow")):
             k = max(k, self.retriever.config.rerank_candidates)
-        nodes = self.li_retriever(k, rerank=True if run.reranked else None).retrieve(QueryBundle(run.question))
-        run.hits = [node_to_hit(n) for n in nodes]
+        nodes = self.li_retriever(k, rerank=False).retrieve(QueryBundle(run.question))
+        run.hits = run.fused = [node_to_hit(n) for n in nodes]
         run.timings["retrieve_ms"] = _ms(run.t0)
 
+    def _hits_wanted(self) -> int:
+        c = self.config
+        return max(c.fast_passages, c.slow_passages, c.auto_slow_passages)
+
+    def _reranks(self, mode: str) -> bool:
+        return self.retriever.config.rerank or (self.config.slow_rerank and mode == "slow")
+
     def _choose(self, run: _Run) -> None:
+        """Settle the mode (auto picks), rerank if it reranks, and keep as many hits as a mode quotes
+        from, so that auto's slow answer reads the same passages as slow mode's."""
         if run.mode == "auto":
-            run.mode, run.reason = self.choose_mode(run.question, run.hits)
+            run.mode, run.focused, run.reason = self.choose_mode(run.question, run.hits)
             run.because = run.reason + "; abstained: "  # an abstention still says which mode auto chose
         else:
             run.reason = f"{run.mode} mode requested"
-        if run.mode == "slow" and self.config.slow_rerank and not run.reranked and len(run.hits) > 1:
+        if self._reranks(run.mode) and len(run.hits) > 1:
             t = time.perf_counter()
             run.hits, notes = self.retriever.rerank(run.question, run.hits)
             run.notes.extend(notes)
-            run.reranked = True
             run.timings["rerank_ms"] = _ms(t)
+        run.hits = run.hits[:self._hits_wanted()]
 
     def _expand(self, run: _Run) -> None:
         """Slow mode, compound question: retrieve for each part too, and interleave the lists
@@ -226,9 +251,10 @@ class Synthesizer:
         t = time.perf_counter()
         k = self.config.slow_passages
         # the parts are not reranked: a cross-encoder pass per part tripled retrieval time
-        lists = [run.hits] + [[node_to_hit(n) for n in self.li_retriever(k, rerank=False).retrieve(QueryBundle(p))]
-                              for p in parts]
-        run.hits = _interleave(lists)
+        parts_hits = [[node_to_hit(n) for n in self.li_retriever(k, rerank=False).retrieve(QueryBundle(p))]
+                      for p in parts]
+        run.hits = _interleave([run.hits] + parts_hits)
+        run.fused = _interleave([run.fused[:k]] + parts_hits)
         run.notes.append(f"compound question: also searched its {len(parts)} parts ("
                          + "; ".join(parts) + ")")
         run.timings["sub_questions_ms"] = _ms(t)
@@ -237,11 +263,14 @@ class Synthesizer:
         """An abstention when retrieval found nothing or too little of the question."""
         if not run.hits:
             return self._abstain(run, "no indexed passage matches the question")
-        coverage = run.coverage = self.coverage(run.question, run.hits[:3])
+        # The fused order, not the cross-encoder's: its top passages can share more words with a
+        # question the site does not answer (measured: NumPy, black and conda questions over the
+        # Python docs), and slow mode should not answer what fast mode refuses.
+        coverage = run.coverage = self.coverage(run.question, run.fused[:3])
         if coverage < self.config.min_evidence:
             return self._abstain(run, f"weak evidence: only {coverage:.0%} of the question's key terms appear "
                                       "in the best sources")
-        missing = missing_names(run.question, run.hits[:3])
+        missing = missing_names(run.question, run.fused[:3])
         if missing and coverage < self.config.borderline_evidence:
             return self._abstain(run, f"the best sources never mention {', '.join(missing)} "
                                       f"(and hold only {coverage:.0%} of the question's key terms)")
@@ -304,12 +333,14 @@ class Synthesizer:
         max_tokens = c.fast_max_tokens if fast else c.slow_max_tokens
         n_ctx = c.fast_n_ctx if fast else c.slow_n_ctx
         q_terms = content_terms(run.question)
-        window = c.fast_passage_words if fast else c.slow_passage_words
+        window = self.passages_for(run.mode, run.focused)[1]
         texts = [f"{_header(h)}: " + (focus(h.text, q_terms, window) if window else h.text) for h in passages]
         # The small fast model answers "NOT IN SOURCES" far too eagerly when offered it, so fast
         # mode leaves abstention to the evidence gate before and the verifier after generation.
         policy = c.abstain_instruction
-        offer = not fast and (policy == "always" or (policy == "borderline" and (run.coverage or 0.0) < c.borderline_evidence))
+        # borderline: the model is offered NOT IN SOURCES when the passages it reads hold little of the question
+        offer = not fast and (policy == "always" or (policy == "borderline"
+                                                     and self.coverage(run.question, passages[:3]) < c.borderline_evidence))
         return build_messages(run.question, texts, _token_counter(llm), n_ctx - max_tokens,
                               allow_abstain=offer, inline_citations=not fast)
 

@@ -65,3 +65,18 @@ def test_missing_model_package_is_a_clear_error(tmp_path):
 
     with pytest.raises(ModelUnavailable, match="weights missing"):
         minilm_int8_path(str(tmp_path))
+
+
+def test_the_short_reading_int8_embedder_cuts_texts_at_160_word_pieces():
+    from indexer.embedding import load_embedder
+
+    full, short = load_embedder("all-MiniLM-L6-v2-int8"), load_embedder("all-MiniLM-L6-v2-int8-160")
+    assert short.name != full.name and short.max_tokens == full.max_tokens  # same chunks, fewer pieces read
+    a, b = full.embed_documents(TEXTS), short.embed_documents(TEXTS)
+    cos = np.sum(a * b, axis=1)
+    assert cos[:4].min() > 0.98  # short texts: the same vectors up to batch quantization
+    long_text = " ".join(f"word{i} about topic{i % 17}" for i in range(200))  # ~1,000 word pieces
+    head = " ".join(long_text.split()[:40])
+    assert len(short.tokenizer.encode(long_text).ids) == 160 < len(full.tokenizer.encode(long_text).ids)
+    assert float(short.embed_documents([long_text])[0] @ full.embed_documents([long_text])[0]) < 0.999
+    assert short.embed_documents([head]).shape == (1, 384)

@@ -246,3 +246,38 @@ def test_a_question_about_a_name_the_sources_never_mention_abstains(engine):
     assert "never mention" in ans.reason and "Gardena" in ans.reason
     ok = engine.ask("How deep should tomato seedlings be planted?", mode="fast")
     assert "never mention" not in ok.reason
+
+
+def test_the_gate_reads_the_fused_order_so_every_mode_decides_alike(engine):
+    # slow mode reranks before it quotes, but its evidence is that of the fused order, as in fast mode
+    q = "How deep should tomato seedlings be planted in Gardena?"
+    answers = {mode: engine.ask(q, mode=mode) for mode in ("fast", "slow", "auto")}
+    assert all(a.abstained and "never mention" in a.reason for a in answers.values()), answers
+    assert len({round(a.evidence, 6) for a in answers.values()}) == 1
+    assert "rerank_ms" in answers["slow"].timings  # it did rerank: the gate still read the fused order
+
+
+def test_auto_choosing_slow_quotes_what_slow_mode_quotes_or_its_best_passages_focused(engine, monkeypatch):
+    synth = engine.synthesizer()
+    seen = {}
+    original = type(synth).prompt
+
+    def recording(self, run, llm, passages):
+        messages, used = original(self, run, llm, passages)
+        seen[run.reason.split(":")[0]] = ([p.chunk_id for p in passages[:used]], messages[1]["content"])
+        return messages, used
+
+    monkeypatch.setattr(type(synth), "prompt", recording)
+    q = "Why should vegetables be watered early in the morning?"
+    engine.ask(q, mode="slow")
+    slow_ids, slow_prompt = seen.pop("slow mode requested")
+    auto = engine.ask(q, mode="auto")
+    (reason, (ids, prompt)), = seen.items()
+    assert auto.reason.startswith(reason)
+    if "focused" in reason:  # the slow model on the best passages' densest windows
+        n, words = synth.config.auto_slow_passages, synth.config.auto_slow_passage_words
+        assert ids == slow_ids[:n] and len(prompt.split()) < len(slow_prompt.split())
+        quoted = prompt.split('"""')[1::2]
+        assert len(quoted) == len(ids) and all(len(p.split()) <= words + 30 for p in quoted)  # + title, heading
+    else:
+        assert reason == "auto chose slow" and (ids, prompt) == (slow_ids, slow_prompt)
