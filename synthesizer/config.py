@@ -38,11 +38,11 @@ class AnswerConfig:
     max_question_chars: int = 1000
     min_support: float = 0.5  # share of a sentence's content words found in its cited passage
     min_evidence: float = 0.5  # share of question content words that the best passages must hold
-    # when slow mode offers the model "NOT IN SOURCES": always, only when the evidence is
-    # borderline (below borderline_evidence), or never (the gate and the verifier decide alone)
+    # when slow mode offers the model "NOT IN SOURCES": always, only when the passages it quotes
+    # hold little of the question (below borderline_evidence), or never (the gate and the verifier decide alone)
     abstain_instruction: str = "borderline"
     # below this the evidence is borderline: a name in the question ("PyCharm") missing from the
-    # best passages then means abstain, and the "borderline" policy offers NOT IN SOURCES
+    # best fused passages then means abstain, and the "borderline" policy offers NOT IN SOURCES
     borderline_evidence: float = 0.75
 
     def __post_init__(self) -> None:
