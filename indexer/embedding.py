@@ -360,7 +360,8 @@ class MiniLMInt8Embedder:
 class MiniLMInt8Short(MiniLMInt8Embedder):
     """The int8 MiniLM reading only the first 160 word pieces of each chunk (MiniLM was trained on
     128): the same 200-token chunks, each vector from its start; the whole chunk stays in BM25.
-    Builds 1.47x as fast as the 256-token default, hybrid nDCG@10 -0.003 on three sites (RESULTS)."""
+    Index builds 1.30-1.47x as fast as with the 256-piece default, hybrid nDCG@10 -0.003 on three
+    sites (RESULTS, issue 14)."""
 
     name = "all-MiniLM-L6-v2-int8-160"
     read_tokens = 160

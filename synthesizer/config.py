@@ -19,7 +19,7 @@ class AnswerConfig:
     fast_passage_words: int = 60  # fast mode quotes only this many words of each passage
     slow_passage_words: int = 0  # slow mode likewise when > 0 (0: whole passages)
     # auto, complex question, confident retrieval: the slow model on this many passages, this many
-    # words of each (0 passages: whole slow mode); 40 FAQ questions: 0.925 vs 0.95 cites at 55% of the time
+    # words of each (0 passages: whole slow mode instead); see RESULTS, issue 12, fourth session
     auto_slow_passages: int = 3
     auto_slow_passage_words: int = 80
     prompt_lookup_tokens: int = 0  # > 0: prompt-lookup speculative decoding drafting this many tokens
@@ -51,6 +51,8 @@ class AnswerConfig:
         for name in ("fast_passages", "slow_passages", "fast_max_tokens", "slow_max_tokens", "n_threads"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be at least 1")
+        if self.auto_slow_passages < 0 or self.auto_slow_passage_words < 0:
+            raise ValueError("auto_slow_passages and auto_slow_passage_words must be 0 or more")
         if self.abstain_instruction not in ABSTAIN_POLICIES:
             raise ValueError(f"abstain_instruction must be one of {ABSTAIN_POLICIES}")
         if not 0 <= self.min_support <= 1 or not 0 <= self.min_evidence <= 1:

@@ -34,6 +34,9 @@ def test_unknown_table_and_bad_value_are_errors(tmp_path):
     path.write_text("[index]\ncompression_level = 9\n")
     with pytest.raises(ConfigError, match="compression_level"):
         load_config(str(path))
+    path.write_text("[answer]\nauto_slow_passages = -1\n")
+    with pytest.raises(ConfigError, match="auto_slow_passages"):
+        load_config(str(path))
 
 
 def test_partial_config_keeps_other_defaults(tmp_path):
