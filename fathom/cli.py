@@ -275,6 +275,8 @@ def status(ctx, verify, as_json, data_, config_):
                        f"built {i['built_at']}")
             for k_, v in i["settings"].items():
                 click.echo(f"  {k_}: {v}")
+            if i.get("note"):
+                click.echo(f"  note: {i['note']}")
         else:
             click.echo("index: none")
     _emit(st, as_json, human)

@@ -13,7 +13,7 @@ from crawler.store import CrawlStore
 from crawler.types import CrawlReport
 from fathom.config import Config
 from indexer.build import IndexReport, build_index
-from indexer.embedding import Embedder, load_embedder
+from indexer.embedding import Embedder, load_embedder, vector_space
 from indexer.generations import current_generation
 from indexer.hybrid_index import HybridIndex
 from indexer.manifest import read_manifest, verify_files
@@ -50,6 +50,7 @@ class IndexStatus:
     error: str = ""
     serving: int | None = None  # with an error: the older generation searches fall back to, if any
     shards: list = field(default_factory=list)  # per shard of a sharded index: dir, generation, pages, chunks
+    note: str = ""  # e.g. built with another embedder of the configured one's vector space
 
 
 @dataclass(frozen=True)
@@ -68,6 +69,16 @@ class Status:
                      else {k: v for k, v in dataclasses.asdict(self.index).items() if k not in ("error", "serving")})
         return {"data_dir": self.data_dir, "crawl": dataclasses.asdict(self.crawl) if self.crawl else None,
                 "index": index}
+
+
+def _embedder_note(built: str, configured: str) -> str:
+    """What to say when the index was built with another embedder than the configured one."""
+    if built == configured:
+        return ""
+    if vector_space(built) == vector_space(configured):
+        return (f"built with embedder {built}; {configured} (configured) searches it as it is, and the "
+                f"next `fathom index` re-embeds every chunk with {configured}")
+    return f"built with embedder {built}, but {configured} is configured: run `fathom index --rebuild`"
 
 
 def _dir_size(path: str) -> int:
@@ -368,7 +379,8 @@ class Engine:
                                                                          "sizes": len(manifest.sizes)},
                                 size_bytes=_dir_size(gen))
             verify_files(gen, manifest, full=verify)
-            index = dataclasses.replace(index, verified="sha256" if verify else "size+mtime")
+            index = dataclasses.replace(index, verified="sha256" if verify else "size+mtime",
+                                        note=_embedder_note(manifest.embedder, self.config.index.embedder))
         except IndexNotFound:
             pass
         except IndexProblem as exc:  # show what is wrong instead of failing the whole status

@@ -10,7 +10,7 @@ from indexer.vectors import LEVELS
 class IndexConfig:
     """How to chunk, embed and index; all of it is recorded in the manifest."""
 
-    embedder: str = "all-MiniLM-L6-v2-int8"
+    embedder: str = "all-MiniLM-L6-v2-int8-160"
     embed_batch_size: int = 32
     threads: int = 2
     chunk_unit: str = "tokens"  # "tokens" (of the embedder's own tokenizer) or "words"

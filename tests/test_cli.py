@@ -33,7 +33,7 @@ def test_status_json_shows_persisted_settings(built_engine):
     data = json.loads(out.stdout)
     settings = data["index"]["settings"]
     assert settings["ef_construction"] == 200 and settings["compression_level"] == 4
-    assert settings["embedder"] == "all-MiniLM-L6-v2-int8"
+    assert settings["embedder"] == "all-MiniLM-L6-v2-int8-160"
     assert data["crawl"]["pages"] == 4
 
 

@@ -93,6 +93,42 @@ def test_other_embedder_or_dimension_raises_mismatch(index_copy):
         HybridIndex.open(index_copy, embedder_dim=768)
 
 
+def test_an_index_built_reading_256_pieces_serves_the_160_piece_default(built_engine, tmp_path):
+    """Both int8 MiniLM embedders share one vector space: an index built with the former default
+    keeps loading and answering under the new one, status says the next build re-embeds, and the
+    next `fathom index` builds with the configured embedder."""
+    from fathom.config import Config
+    from fathom.engine import Engine
+    from indexer.embedding import load_embedder, vector_space
+
+    old, new = load_embedder("all-MiniLM-L6-v2-int8"), load_embedder(IndexConfig().embedder)
+    assert new.name == "all-MiniLM-L6-v2-int8-160" and vector_space(old.name) == vector_space(new.name)
+    assert vector_space("all-MiniLM-L6-v2") != vector_space(new.name)
+    data = tmp_path / "data"
+    data.mkdir()
+    shutil.copy(built_engine.store_path, data / os.path.basename(built_engine.store_path))
+    engine = Engine(str(data), Config(), embedder=old)
+    engine.index()
+    assert read_manifest_embedder(engine.index_root) == old.name
+    served = Engine(str(data), Config())  # the configured default embedder
+    hits = served.search("remove tomato suckers to get larger fruit", k=3).hits
+    assert hits and hits[0].url.endswith("tomatoes.html")
+    note = served.status().index.note
+    assert old.name in note and "re-embeds" in note
+    with pytest.raises(IndexMismatch, match="--rebuild"):  # another space still needs a rebuild
+        HybridIndex.open(engine.index_root, embedder_name="all-MiniLM-L6-v2")
+    served.close()
+    served = Engine(str(data), Config())
+    served.index()
+    assert read_manifest_embedder(served.index_root) == new.name
+    assert served.status().index.note == ""
+
+
+def read_manifest_embedder(root):
+    from indexer.manifest import read_manifest
+    return read_manifest(current_generation(root)).embedder
+
+
 def test_second_writer_is_refused(index_copy, built_engine, embedder):
     with WriterLock(index_copy):
         with pytest.raises(IndexLocked):
