@@ -23,6 +23,7 @@ import argparse
 import itertools
 import json
 import os
+import pickle
 import statistics
 import sys
 
@@ -167,16 +168,24 @@ def main() -> None:
     ap.add_argument("--holdout", action="store_true", help="choose on even-numbered queries, report odd ones too")
     ap.add_argument("--small-grid", action="store_true", help="stage 1 over 3x2x3x2x3x2 settings instead of 540")
     ap.add_argument("--config", default=None)
+    ap.add_argument("--cache", default="", help="pickle of the collected lists: written once, read afterwards")
     ap.add_argument("--json", default="")
     ap.add_argument("--write-config", default="", help="write the best setting by mean as a TOML [retrieve] table")
     args = ap.parse_args()
     config = load_config(args.config)
     sites = {}
+    if args.cache and os.path.exists(args.cache):
+        with open(args.cache, "rb") as f:
+            sites = pickle.load(f)
     for data, qrels in args.site:
         name = os.path.basename(qrels).split("_")[0].split(".")[0]
-        name = name if name not in sites else f"{name}{len(sites) + 1}"
+        if name in sites:
+            continue
         sites[name] = collect(data, qrels, args.limit, args.offset, config)
         print(f"{name}: {len(sites[name]['rows'])} queries collected", flush=True)
+    if args.cache:
+        with open(args.cache, "wb") as f:
+            pickle.dump(sites, f)
     base = {"k": 60, "depth": 100, "bm25_w": 1.0, "dense_w": 1.0, "page_w": 1.0, "page_depth": 50,
             "chunk_boosts": "t2h1.5", "page_fields": "t1h1"}
     # stage 1: fusion constants with the default field boosts
@@ -203,7 +212,8 @@ def main() -> None:
             row = {**g, **per, "mean": round(statistics.fmean(per.values()), 4)}
             if held:
                 hp = {f"{n}/held": round(ndcg(site, g, "held"), 4) for n, site in sites.items()}
-                row.update(hp, {"mean/held": round(statistics.fmean(hp.values()), 4)})
+                row.update(hp)
+                row["mean/held"] = round(statistics.fmean(hp.values()), 4)
             rows.append(row)
         return rows
 

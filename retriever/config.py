@@ -13,15 +13,16 @@ class RetrieveConfig:
     dense_candidates: int = 200
     fusion: str = "rrf"  # "rrf" (reciprocal rank fusion) or "wsum" (normalised weighted score sum)
     rrf_k: int = 30
-    bm25_weight: float = 0.5
+    bm25_weight: float = 0.25
     dense_weight: float = 1.0
     max_chunks_per_page: int = 1
     snippet_chars: int = 240
     max_query_chars: int = 2000
-    title_boost: float = 2.0  # chunk BM25 field weights (title, heading path, body 1)
+    title_boost: float = 1.0  # chunk BM25 field weights (title, heading path, body 1)
     heading_boost: float = 1.5
     page_weight: float = 1.0  # page-level BM25 ranking fused into hybrid (RRF weight; 0 turns it off)
-    page_candidates: int = 50  # pages taken from the page-level BM25
+    page_candidates: int = 100  # pages taken from the page-level BM25
+    page_support: float = 0.1  # a page's best candidate chunk gains this share of its second best's fused score
     page_title_boost: float = 1.0  # page BM25 field weights (title, headings, URL path words, body 1)
     page_heading_boost: float = 1.0
     page_url_boost: float = 0.0
@@ -39,6 +40,8 @@ class RetrieveConfig:
         if min(self.title_boost, self.heading_boost, self.page_title_boost, self.page_heading_boost,
                self.page_url_boost) < 0:
             raise ValueError("field boosts must be >= 0")
+        if not 0 <= self.page_support <= 1:
+            raise ValueError("page_support must be between 0 and 1")
         if self.fusion not in ("rrf", "wsum"):
             raise ValueError("fusion must be 'rrf' or 'wsum'")
         if self.rerank_candidates < 1 or self.rerank_budget_ms <= 0 or self.rerank_max_tokens < 16:

@@ -267,9 +267,33 @@ def fuse_lists(engines: str, cfg: RetrieveConfig, lexical: list[tuple[int, float
     else:
         fused = reciprocal_rank_fusion([[c for c, _ in lexical], [c for c, _ in dense]], cfg.rrf_k,
                                        [cfg.bm25_weight, cfg.dense_weight])
+    if engines == "hybrid" and cfg.page_support > 0:
+        fused = with_support(fused, cfg.page_support, url_of)
     if engines == "hybrid" and page_ranks:
         fused = with_pages(fused, page_ranks, cfg.rrf_k, cfg.page_weight, url_of, lead_of)
     return fused
+
+
+def with_support(fused: dict[int, float], share: float, url_of) -> dict[int, float]:
+    """A page's best candidate chunk gains `share` of the fused score of the page's second-best
+    candidate chunk: two chunks that both match say more about a page than one does."""
+    best: dict[str, tuple[float, int]] = {}
+    second: dict[str, float] = {}
+    for cid, score in fused.items():
+        url = url_of(cid)
+        if url is None:
+            continue
+        top = best.get(url)
+        if top is None or (score, -cid) > (top[0], -top[1]):
+            if top is not None:
+                second[url] = max(second.get(url, 0.0), top[0])
+            best[url] = (score, cid)
+        else:
+            second[url] = max(second.get(url, 0.0), score)
+    out = dict(fused)
+    for url, extra in second.items():
+        out[best[url][1]] += share * extra
+    return out
 
 
 def with_pages(fused: dict[int, float], page_ranks: dict[str, int], k: int, weight: float,

@@ -3,7 +3,8 @@ from core.errors import QueryError
 from llama_index.core.schema import QueryBundle
 
 from retriever.fusion import reciprocal_rank_fusion, weighted_score_fusion
-from retriever.hybrid import make_snippet
+from retriever.config import RetrieveConfig
+from retriever.hybrid import fuse_lists, make_snippet, with_support
 from retriever.llamaindex_adapter import FathomRetriever
 
 
@@ -18,6 +19,24 @@ def test_rrf_math_on_hand_made_rankings():
 def test_rrf_weights_scale_each_engine():
     scores = reciprocal_rank_fusion([[1], [2]], k=0, weights=[1.0, 2.0])
     assert scores == {1: 1.0, 2: 2.0}
+
+
+def test_page_support_lifts_a_page_whose_second_chunk_also_matches():
+    url = {1: "a", 2: "b", 3: "b", 4: "c"}.get
+    fused = {1: 0.030, 2: 0.029, 3: 0.020, 4: 0.010}
+    out = with_support(fused, 0.1, url)
+    assert out[2] == pytest.approx(0.029 + 0.1 * 0.020)  # b's best chunk gains a tenth of its second
+    assert out[1] == 0.030 and out[3] == 0.020 and out[4] == 0.010  # lone and second chunks unchanged
+    assert max(out, key=out.get) == 2
+    assert with_support(fused, 0.0, url) == fused
+    # in hybrid fusion, before the page-level BM25 list is added; off for the single-engine settings
+    cfg = RetrieveConfig(page_weight=0.0)
+    lex, dense = [(1, 9.0), (2, 8.0), (3, 7.0)], [(2, 0.9), (1, 0.8), (3, 0.7)]
+    with_it = fuse_lists("hybrid", cfg, lex, dense, {}, url, lambda u: None)
+    without = fuse_lists("hybrid", RetrieveConfig(page_weight=0.0, page_support=0.0), lex, dense, {}, url, lambda u: None)
+    assert with_it[2] > without[2] and with_it[1] == without[1]
+    with pytest.raises(ValueError, match="page_support"):
+        RetrieveConfig(page_support=1.5)
 
 
 def test_search_finds_the_right_page(built_engine):
