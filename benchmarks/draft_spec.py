@@ -142,7 +142,9 @@ def main() -> None:
     parser.add_argument("--docs", default=DOCS)
     parser.add_argument("--qa", default=QA)
     parser.add_argument("--limit", type=int, default=8, help="prompts")
-    parser.add_argument("--draft-tokens", default="2,4,6", help="comma-separated draft lengths, one variant each")
+    parser.add_argument("--draft-tokens", default="2,4,6",
+                        help="comma-separated variants: a draft length, optionally wN: the drafter reads only the "
+                             "last N prompt tokens (2,4,2w128)")
     parser.add_argument("--prompt-tokens", type=int, default=1000, help="budget of each prompt")
     parser.add_argument("--max-tokens", type=int, default=256)
     parser.add_argument("--threads", type=int, default=2)
@@ -154,9 +156,11 @@ def main() -> None:
     slow, small = args.target, args.draft
     t = time.perf_counter()
     variants = {"plain": load_llama(slow, c.slow_n_ctx, args.threads, flash_attn=c.flash_attn)}
-    for k in (int(x) for x in args.draft_tokens.split(",")):
-        variants[f"draft{k}"] = load_llama(slow, c.slow_n_ctx, args.threads, flash_attn=c.flash_attn,
-                                           draft_model=small, draft_tokens=k)
+    for spec in args.draft_tokens.split(","):
+        k, _, window = spec.partition("w")
+        variants[f"draft{spec}"] = load_llama(slow, c.slow_n_ctx, args.threads, flash_attn=c.flash_attn,
+                                              draft_model=small, draft_tokens=int(k),
+                                              draft_context_tokens=int(window or 0))
     load_s = round(time.perf_counter() - t, 2)
     prompts = build_prompts(args, lambda s: len(variants["plain"].tokenize(s.encode(), add_bos=False)))
     result = {"loadavg_start": open("/proc/loadavg").read().strip(), "load_s": load_s, "args": vars(args),

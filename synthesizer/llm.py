@@ -25,16 +25,17 @@ _LOCK = threading.Lock()
 
 
 def load_llama(name: str, n_ctx: int, n_threads: int, prompt_lookup_tokens: int = 0,
-               flash_attn: bool = False, draft_model: str = "", draft_tokens: int = 4):
+               flash_attn: bool = False, draft_model: str = "", draft_tokens: int = 4, draft_context_tokens: int = 0):
     """A llama_cpp.Llama for model `name`, created once per process and reused. With
     `prompt_lookup_tokens` > 0 it decodes speculatively, drafting that many tokens from
     n-grams of the prompt (answers reuse the passages' words); with `draft_model` (a model name)
-    that smaller model drafts `draft_tokens` tokens. `flash_attn` turns on llama.cpp's
+    that smaller model drafts `draft_tokens` tokens (reading only the last `draft_context_tokens` of
+    the prompt when > 0). `flash_attn` turns on llama.cpp's
     flash attention, which evaluates long prompts faster on CPU."""
     import llama_cpp
 
     path = model_path(name)
-    key = (path, n_ctx, n_threads, prompt_lookup_tokens, flash_attn, draft_model, draft_tokens)
+    key = (path, n_ctx, n_threads, prompt_lookup_tokens, flash_attn, draft_model, draft_tokens, draft_context_tokens)
     with _LOCK:
         if key not in _CACHE:
             logging.getLogger("llama-cpp-python").setLevel(logging.ERROR)
@@ -44,7 +45,7 @@ def load_llama(name: str, n_ctx: int, n_threads: int, prompt_lookup_tokens: int 
                 if draft_model:
                     from synthesizer.speculation import SmallModelDraft, SpeculativeLlama
                     small = llama_cpp.Llama(**{**args, "model_path": model_path(draft_model)})
-                    draft = SmallModelDraft(small, num_pred_tokens=draft_tokens)
+                    draft = SmallModelDraft(small, num_pred_tokens=draft_tokens, context_tokens=draft_context_tokens)
                     llama = SpeculativeLlama(**args, draft_model=draft, verify_batch=draft_tokens + 1)
                     draft.check_vocab(llama, name, draft_model)
                 elif prompt_lookup_tokens > 0:

@@ -44,11 +44,15 @@ class SpeculativeLlama(llama_cpp.Llama):
 class SmallModelDraft(LlamaDraftModel):
     """Drafts up to `num_pred_tokens` tokens greedily with `llama`, a smaller model sharing the
     target's tokenizer. Its KV cache is kept across calls: only the tokens after the longest
-    prefix it has already evaluated are evaluated again (the target's rejections roll it back)."""
+    prefix it has already evaluated are evaluated again (the target's rejections roll it back).
+    With `context_tokens` > 0 it reads only the last that many tokens of each new prompt, so that
+    it need not evaluate the whole prompt again after the target did."""
 
-    def __init__(self, llama, num_pred_tokens: int = 4):
+    def __init__(self, llama, num_pred_tokens: int = 4, context_tokens: int = 0):
         self.llama = llama
         self.num_pred_tokens = num_pred_tokens
+        self.context_tokens = context_tokens
+        self._offset = 0  # position in the target's tokens of the drafter's first token
         self._is_eog = lambda t: bool(llama_cpp.llama_vocab_is_eog(llama._model.vocab, t))
         self._n_vocab = llama.n_vocab()
         self._pending: tuple[int, list[int]] = (0, [])  # where the last draft starts, and it
@@ -82,18 +86,19 @@ class SmallModelDraft(LlamaDraftModel):
     def _draft(self, ids: list[int]) -> np.ndarray:
         self._settle(ids)
         d = self.llama
-        seen = d.input_ids[: d.n_tokens]
-        common = 0
-        limit = min(len(seen), len(ids))
-        while common < limit and seen[common] == ids[common]:
-            common += 1
-        common = min(common, len(ids) - 1)  # evaluate at least the last token: its logits give the first draft
+        view = ids[self._offset:]
+        common = self._common(view)
+        # more rolled back than a rejected draft explains: a new prompt, windowed afresh
+        if self.context_tokens and (d.n_tokens == 0 or d.n_tokens - common > self.num_pred_tokens):
+            self._offset = max(0, len(ids) - self.context_tokens)
+            view = ids[self._offset:]
+            common = self._common(view)
+        common = min(common, len(view) - 1)  # evaluate at least the last token: its logits give the first draft
         d.n_tokens = common  # Llama.eval drops the KV cache from here on
-        room = d.n_ctx() - len(ids)
-        want = min(self.num_pred_tokens, room)
+        want = min(self.num_pred_tokens, d.n_ctx() - len(view))
         if want <= 0:
             return np.array([], dtype=np.intc)
-        d.eval(ids[common:])
+        d.eval(view[common:])
         out: list[int] = []
         while True:
             logits = np.ctypeslib.as_array(d._ctx.get_logits_ith(-1), shape=(self._n_vocab,))
@@ -106,6 +111,12 @@ class SmallModelDraft(LlamaDraftModel):
             d.eval([token])
         self._pending = (len(ids), out)
         return np.array(out, dtype=np.intc)
+
+    def _common(self, view: list[int]) -> int:
+        """Length of the longest common prefix of `view` and what the drafter has evaluated."""
+        n = min(self.llama.n_tokens, len(view))
+        differ = np.flatnonzero(self.llama.input_ids[:n] != np.asarray(view[:n]))
+        return int(differ[0]) if len(differ) else n
 
     def _settle(self, ids: list[int]) -> None:
         """Count how many tokens of the last draft the target kept: they now follow in `ids`."""
