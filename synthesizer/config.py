@@ -3,6 +3,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from synthesizer.models import MODELS
+
 MODES = ("fast", "slow", "auto")
 ABSTAIN_POLICIES = ("always", "borderline", "never")
 
@@ -23,6 +25,8 @@ class AnswerConfig:
     auto_slow_passages: int = 3
     auto_slow_passage_words: int = 80
     prompt_lookup_tokens: int = 0  # > 0: prompt-lookup speculative decoding drafting this many tokens
+    draft_model: str = ""  # a model name: it drafts draft_tokens tokens for the slow model ("" = off)
+    draft_tokens: int = 4
     copy_penalty: float = 5.0  # > 0: logits taken from tokens that would extend a 6-token copy of the prompt (own words)
     flash_attn: bool = True  # llama.cpp flash attention: prompts evaluate ~9% faster on this CPU (RESULTS, issue 12)
     slow_rerank: bool = True  # slow mode reorders its candidates with the cross-encoder
@@ -55,5 +59,13 @@ class AnswerConfig:
             raise ValueError("auto_slow_passages and auto_slow_passage_words must be 0 or more")
         if self.abstain_instruction not in ABSTAIN_POLICIES:
             raise ValueError(f"abstain_instruction must be one of {ABSTAIN_POLICIES}")
+        if self.draft_model and self.draft_model not in MODELS:
+            raise ValueError(f"draft_model {self.draft_model!r} is not a model; known: {', '.join(MODELS)} "
+                             f"(or \"\" for none)")
+        if self.draft_tokens < 1:
+            raise ValueError("draft_tokens must be at least 1")
+        if self.draft_model and self.prompt_lookup_tokens > 0:
+            raise ValueError("draft_model and prompt_lookup_tokens > 0 are two kinds of speculative decoding; "
+                             "use one (set prompt_lookup_tokens = 0 or draft_model = \"\")")
         if not 0 <= self.min_support <= 1 or not 0 <= self.min_evidence <= 1:
             raise ValueError("min_support and min_evidence are shares between 0 and 1")

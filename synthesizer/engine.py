@@ -35,11 +35,16 @@ LLMFactory = Callable[[str, int, int], LLM]  # (model name, context tokens, max 
 
 
 def default_llm_factory(config: AnswerConfig) -> LLMFactory:
+    slow = (config.slow_model, config.slow_n_ctx, config.slow_max_tokens)
+    fast = (config.fast_model, config.fast_n_ctx, config.fast_max_tokens)
+
     def make(model: str, n_ctx: int, max_tokens: int) -> LlamaCppLLM:
+        drafted = (model, n_ctx, max_tokens) == slow != fast  # only the slow model takes the draft model
         return LlamaCppLLM(model_name=model, n_ctx=n_ctx, n_threads=config.n_threads, max_tokens=max_tokens,
                            adaptive_threads=config.adaptive_threads,
                            prompt_lookup_tokens=config.prompt_lookup_tokens, copy_penalty=config.copy_penalty,
-                           flash_attn=config.flash_attn)
+                           flash_attn=config.flash_attn, draft_model=config.draft_model if drafted else "",
+                           draft_tokens=config.draft_tokens)
     return make
 
 

@@ -20,31 +20,42 @@ from synthesizer.models import model_path
 from synthesizer.threads import threads_for_now
 
 STOP = ["<|im_end|>", "<|endoftext|>"]
-_CACHE: dict[tuple[str, int, int, int, bool], Any] = {}
+_CACHE: dict[tuple, Any] = {}
 _LOCK = threading.Lock()
 
 
 def load_llama(name: str, n_ctx: int, n_threads: int, prompt_lookup_tokens: int = 0,
-               flash_attn: bool = False):
+               flash_attn: bool = False, draft_model: str = "", draft_tokens: int = 4, draft_context_tokens: int = 0):
     """A llama_cpp.Llama for model `name`, created once per process and reused. With
     `prompt_lookup_tokens` > 0 it decodes speculatively, drafting that many tokens from
-    n-grams of the prompt (answers reuse the passages' words). `flash_attn` turns on llama.cpp's
+    n-grams of the prompt (answers reuse the passages' words); with `draft_model` (a model name)
+    that smaller model drafts `draft_tokens` tokens (reading only the last `draft_context_tokens` of
+    the prompt when > 0). `flash_attn` turns on llama.cpp's
     flash attention, which evaluates long prompts faster on CPU."""
     import llama_cpp
 
     path = model_path(name)
-    key = (path, n_ctx, n_threads, prompt_lookup_tokens, flash_attn)
+    key = (path, n_ctx, n_threads, prompt_lookup_tokens, flash_attn, draft_model, draft_tokens, draft_context_tokens)
     with _LOCK:
         if key not in _CACHE:
             logging.getLogger("llama-cpp-python").setLevel(logging.ERROR)
             try:  # llama.cpp edge: a backend that will not load is OSError, a bad GGUF ValueError
                 load_ggml_backends(model_path("smollm2-135m") if _smol_ok() else path)
-                draft = None
-                if prompt_lookup_tokens > 0:
+                args = dict(model_path=path, n_ctx=n_ctx, n_threads=n_threads, flash_attn=flash_attn, verbose=False)
+                if draft_model:
+                    from synthesizer.speculation import SmallModelDraft, SpeculativeLlama
+                    small = llama_cpp.Llama(**{**args, "model_path": model_path(draft_model)})
+                    draft = SmallModelDraft(small, num_pred_tokens=draft_tokens, context_tokens=draft_context_tokens)
+                    llama = SpeculativeLlama(**args, draft_model=draft, verify_batch=draft_tokens + 1)
+                    draft.check_vocab(llama, name, draft_model)
+                elif prompt_lookup_tokens > 0:
                     from llama_cpp.llama_speculative import LlamaPromptLookupDecoding
-                    draft = LlamaPromptLookupDecoding(num_pred_tokens=prompt_lookup_tokens)
-                _CACHE[key] = llama_cpp.Llama(model_path=path, n_ctx=n_ctx, n_threads=n_threads,
-                                              draft_model=draft, flash_attn=flash_attn, verbose=False)
+                    from synthesizer.speculation import SpeculativeLlama
+                    llama = SpeculativeLlama(**args, verify_batch=prompt_lookup_tokens + 1,
+                                             draft_model=LlamaPromptLookupDecoding(num_pred_tokens=prompt_lookup_tokens))
+                else:
+                    llama = llama_cpp.Llama(**args)
+                _CACHE[key] = llama
             except (OSError, ValueError, RuntimeError) as exc:
                 raise ModelUnavailable(f"llama.cpp could not load {path}: {exc}") from None
         return _CACHE[key]
@@ -66,6 +77,7 @@ class NoCopy:
     def __init__(self, llama, penalty: float, n: int = 6):
         self.llama, self.penalty, self.n = llama, penalty, n
         self.start = -1
+        self.calls = 0  # one call per sampled token
         self.next: dict[tuple[int, ...], set[int]] = {}
 
     def __call__(self, input_ids, scores):
@@ -74,7 +86,10 @@ class NoCopy:
             self.start = len(ids)
             for i in range(len(ids) - self.n):
                 self.next.setdefault(tuple(ids[i:i + self.n]), set()).add(ids[i + self.n])
-        made = ids[self.start:]
+        # tokens made so far: under speculative decoding input_ids also holds the draft being
+        # checked, past the position now sampled, so count calls rather than take the tail
+        made = ids[self.start:self.start + self.calls]
+        self.calls += 1
         if len(made) < self.n:
             return scores
         follow = self.next.get(tuple(made[-self.n:]))
@@ -95,6 +110,8 @@ class LlamaCppLLM(CustomLLM):
     temperature: float = 0.0
     adaptive_threads: bool = True  # use fewer threads while other processes keep cores busy
     prompt_lookup_tokens: int = 0  # > 0: prompt-lookup speculative decoding
+    draft_model: str = ""  # a smaller model of the same vocabulary drafting for this one ("" = none)
+    draft_tokens: int = 4  # tokens the draft model proposes per step
     copy_penalty: float = 0.0  # > 0: NoCopy logits processor against long verbatim runs from the prompt
     flash_attn: bool = True  # llama.cpp flash attention (faster prompt evaluation)
     _llama: Any = PrivateAttr(default=None)
@@ -103,7 +120,7 @@ class LlamaCppLLM(CustomLLM):
     def __init__(self, **kw: Any):
         super().__init__(**kw)
         self._llama = load_llama(self.model_name, self.n_ctx, self.n_threads, self.prompt_lookup_tokens,
-                                 self.flash_attn)
+                                 self.flash_attn, self.draft_model, self.draft_tokens)
 
     @property
     def llama(self):
@@ -132,6 +149,9 @@ class LlamaCppLLM(CustomLLM):
     def _set_threads(self) -> None:
         n = threads_for_now(self.n_threads) if self.adaptive_threads else self.n_threads
         self._llama._ctx.set_n_threads(n, n)  # the Llama is shared: set it every time
+        drafter = getattr(self._llama.draft_model, "llama", None)
+        if drafter is not None:
+            drafter._ctx.set_n_threads(n, n)
         self._threads_used = n
 
     def _gen_kwargs(self, kw: dict) -> dict:

@@ -39,6 +39,18 @@ def test_unknown_table_and_bad_value_are_errors(tmp_path):
         load_config(str(path))
 
 
+@pytest.mark.parametrize("body, message", [
+    ('draft_model = "qwen-9000"', "draft_model 'qwen-9000' is not a model"),
+    ('draft_model = "qwen2.5-coder-0.5b"\ndraft_tokens = 0', "draft_tokens must be at least 1"),
+    ('draft_model = "qwen2.5-coder-0.5b"\nprompt_lookup_tokens = 2', "draft_model and prompt_lookup_tokens"),
+])
+def test_bad_draft_model_settings_are_config_errors(tmp_path, body, message):
+    path = tmp_path / "c.toml"
+    path.write_text(f"[answer]\n{body}\n")
+    with pytest.raises(ConfigError, match=message):
+        load_config(str(path))
+
+
 def test_partial_config_keeps_other_defaults(tmp_path):
     path = tmp_path / "c.toml"
     path.write_text('[answer]\nmode = "fast"\n[crawl]\ninclude = ["docs"]\n')
