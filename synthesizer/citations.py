@@ -33,17 +33,25 @@ class Checked:
     code_dropped: int = 0  # code blocks of the draft found in no source (regenerated or invented)
     fragments_dropped: int = 0  # unfinished trailing sentences, and "...:" lead-ins to dropped code
     repeats_dropped: int = 0  # sentences that said again what an earlier one said
+    questions_dropped: int = 0  # sentences that asked a question (the page's FAQ heading, echoed)
 
 
 _FRAME = re.compile(r"^(?:the )?(?:direct |short )?answer(?: to (?:the|your) question)?(?: is(?: that)?\s+|\s*:\s*)", re.I)
 
 
 _ECHO = re.compile(r",?\s*\b(?:start with |starting with )?a one-sentence answer\s*[:,-]?\s*", re.I)
+# the prompt's structure echoed as a label: "One sentence answer: Yes ...", "Reason in two sentences: ..."
+_LABEL = re.compile(
+    r"^(?:(?:the )?(?:one[- ]sentence|short|direct|final|brief) answer|answer|"
+    r"(?:the )?reasons?(?: in (?:one or )?(?:one|two|2|a few) sentences?)?|explanation|why)\s*[:\-\u2013]\s*", re.I)
 
 
 def _unframe(claim: str) -> str:
     """'The direct answer is that defaults ...' -> 'Defaults ...' (the prompt's words echoed)."""
     claim = " ".join(_ECHO.sub(" ", claim).split())
+    label = _LABEL.match(claim)
+    if label and len(claim) - label.end() >= 2:
+        claim = claim[label.end()].upper() + claim[label.end() + 1:]
     m = _FRAME.match(claim)
     if not m or len(claim) - m.end() < 10:
         return claim
@@ -78,7 +86,7 @@ def verify(answer: str, passages: list[str], min_support: float, drop_unsupporte
     terms = [content_terms(p) for p in passages]
     # items: [kind, claim, refs, status, support]
     items: list[list] = []
-    dropped = invalid = supported = total = code_dropped = fragments = repeated = 0
+    dropped = invalid = supported = total = code_dropped = fragments = repeated = questions = 0
     for seg in segments(answer):
         if seg.code:
             quoted = quote_code(seg.text, passages)
@@ -98,6 +106,9 @@ def verify(answer: str, passages: list[str], min_support: float, drop_unsupporte
                 if claim.endswith(":") and len(claim) > 1:  # "For example:" may introduce code
                     items.append(["prose", claim, [], "supported", 1.0])
                 continue  # fragments such as "1." or ":" carry no claim
+            if claim.rstrip("\"')*`").endswith("?"):
+                questions += 1
+                continue  # an answer states; a question here is the page's heading, copied
             if repeats(claim, [it[1] for it in items if it[0] == "prose"]):
                 repeated += 1
                 continue  # said already (small models loop)
@@ -158,7 +169,8 @@ def verify(answer: str, passages: list[str], min_support: float, drop_unsupporte
     return Checked(text=text, cited=tuple(order), kept=sum(it[0] == "prose" for it in kept), dropped=dropped,
                    invalid_markers=invalid, supported_citations=supported, total_citations=total,
                    sentences=sentences, code_quoted=sum(it[0] == "code" for it in kept),
-                   code_dropped=code_dropped, fragments_dropped=fragments, repeats_dropped=repeated)
+                   code_dropped=code_dropped, fragments_dropped=fragments, repeats_dropped=repeated,
+                   questions_dropped=questions)
 
 
 def support_span(claim: str, passage: str) -> tuple[int, int]:

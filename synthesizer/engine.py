@@ -361,7 +361,8 @@ class Synthesizer:
                             (checked.invalid_markers, "citation marker(s) to no source removed"),
                             (checked.code_dropped, "code block(s) found in no source removed"),
                             (checked.fragments_dropped, "unfinished sentence(s) removed"),
-                            (checked.repeats_dropped, "repeated sentence(s) removed")):
+                            (checked.repeats_dropped, "repeated sentence(s) removed"),
+                            (checked.questions_dropped, "question(s) echoed from the sources removed")):
             if count:
                 run.notes.append(f"{count} {what}")
         if not checked.kept or not checked.cited:

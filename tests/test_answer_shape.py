@@ -231,6 +231,24 @@ def test_echoed_prompt_framing_is_removed():
     assert "The answer depends on when the function is defined [1]." in checked.text
 
 
+def test_echoed_prompt_labels_and_copied_questions_are_removed():
+    """Seen on the whole Python docs: 'One sentence answer: ...', 'Reason in two sentences: ...'
+    and an answer opening with the page's FAQ heading, copied."""
+    draft = ("Why are default values shared between objects [1]? One sentence answer: default values "
+             "are created exactly once [1]. Reason in two sentences: the function is defined once, "
+             "so later calls see the changed object [1]. Answer: yes [1].")
+    checked = verify(draft, [SOURCE], 0.5)
+    assert checked.text.startswith("Default values are created exactly once [1]. The function is defined once")
+    assert "?" not in checked.text and "answer:" not in checked.text.lower()
+    assert "reason" not in checked.text.lower()
+    assert checked.questions_dropped == 1
+    # a label with nothing after it, and prose that merely contains the word, are left alone
+    kept = verify("The reason: defaults are created exactly once [1].", [SOURCE], 0.5)
+    assert kept.text == "Defaults are created exactly once [1]."
+    plain = verify("Reasonable defaults are created exactly once [1].", [SOURCE], 0.5)
+    assert plain.text == "Reasonable defaults are created exactly once [1]."
+
+
 def test_copy_penalty_shortens_verbatim_runs():
     """SmolLM2 asked to repeat a passage copies it; with the NoCopy processor it cannot keep
     copying for long (outside code)."""
