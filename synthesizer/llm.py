@@ -72,12 +72,15 @@ def _smol_ok() -> bool:
 class NoCopy:
     """A llama.cpp logits processor that keeps the answer in the model's own words: once the
     last `n` generated tokens stand in the prompt in that order, the tokens that would carry the
-    copy on lose `penalty` logits. Code (inside ``` fences) may be copied: it is quoted whole."""
+    copy on lose `penalty` logits, more the longer the copy runs (up to `max_scale` times: a
+    list the model knows well, copied item by item, outlasts a flat penalty). Code (inside ```
+    fences) may be copied: it is quoted whole."""
 
-    def __init__(self, llama, penalty: float, n: int = 6):
-        self.llama, self.penalty, self.n = llama, penalty, n
+    def __init__(self, llama, penalty: float, n: int = 6, max_scale: float = 4.0):
+        self.llama, self.penalty, self.n, self.max_scale = llama, penalty, n, max_scale
         self.start = -1
         self.calls = 0  # one call per sampled token
+        self.streak = 0  # consecutive calls that found the last n tokens in the prompt
         self.next: dict[tuple[int, ...], set[int]] = {}
 
     def __call__(self, input_ids, scores):
@@ -94,8 +97,12 @@ class NoCopy:
             return scores
         follow = self.next.get(tuple(made[-self.n:]))
         if follow and self.llama.detokenize(made).count(b"```") % 2 == 0:
+            self.streak += 1
+            push = self.penalty * min(self.max_scale, 1.0 + (self.streak - 1) / self.n)
             for t in follow:
-                scores[t] -= self.penalty
+                scores[t] -= push
+        else:
+            self.streak = 0
         return scores
 
 

@@ -272,6 +272,34 @@ def test_copy_penalty_shortens_verbatim_runs():
     assert guarded < plain and guarded <= 8
 
 
+def test_copy_penalty_grows_while_a_copy_runs_and_resets_after_it():
+    import numpy as np
+
+    from synthesizer.llm import NoCopy, load_llama
+
+    llama = load_llama("smollm2-135m", 1024, 1)
+    prompt = list(llama.tokenize(b"one two three four five six seven eight nine ten eleven twelve "
+                                 b"thirteen fourteen fifteen sixteen seventeen eighteen", add_bos=False))
+    proc = NoCopy(llama, 2.0, n=3, max_scale=3.0)
+    vocab = llama.n_vocab()
+    pushes = []
+    made: list[int] = []
+    for step in range(len(prompt)):
+        scores = proc(np.array(prompt + made), np.zeros(vocab, dtype=np.float32))
+        nxt = prompt[len(made)]  # keep copying the prompt
+        pushes.append(-float(scores[nxt]))
+        made.append(nxt)
+    copying = [p for p in pushes if p > 0]
+    assert copying[0] == 2.0 and copying == sorted(copying) and copying[-1] == 6.0  # 2 x up to 3x
+    # one token of its own ends the copy, and the push starts again from the base penalty
+    other = llama.tokenize(b" zebra", add_bos=False)[0]
+    ids = prompt + made + [other]
+    for _ in range(3):
+        scores = proc(np.array(ids), np.zeros(vocab, dtype=np.float32))
+        ids.append(prompt[0])
+    assert proc.streak == 0
+
+
 def test_echoed_instruction_words_are_removed():
     from synthesizer.citations import _unframe
 
