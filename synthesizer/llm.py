@@ -73,14 +73,14 @@ class NoCopy:
     """A llama.cpp logits processor that keeps the answer in the model's own words: once the
     last `n` generated tokens stand in the prompt in that order, the tokens that would carry the
     copy on lose `penalty` logits, more the longer the copy runs (up to `max_scale` times: a
-    list the model knows well, copied item by item, outlasts a flat penalty). Code (inside ```
-    fences) may be copied: it is quoted whole."""
+    list the model knows well, copied item by item, outlasts a flat penalty); the push fades one
+    step per token of the model's own. Code (inside ``` fences) may be copied: it is quoted whole."""
 
     def __init__(self, llama, penalty: float, n: int = 6, max_scale: float = 4.0):
         self.llama, self.penalty, self.n, self.max_scale = llama, penalty, n, max_scale
         self.start = -1
         self.calls = 0  # one call per sampled token
-        self.streak = 0  # consecutive calls that found the last n tokens in the prompt
+        self.streak = 0  # calls that found the last n tokens in the prompt, less one per call that did not
         self.next: dict[tuple[int, ...], set[int]] = {}
 
     def __call__(self, input_ids, scores):
@@ -101,8 +101,10 @@ class NoCopy:
             push = self.penalty * min(self.max_scale, 1.0 + (self.streak - 1) / self.n)
             for t in follow:
                 scores[t] -= push
-        else:
-            self.streak = 0
+        elif self.streak:
+            # decay rather than reset: a citation marker or inline-code backticks between two
+            # copied stretches break the match for a few tokens, not the copy a reader sees
+            self.streak -= 1
         return scores
 
 

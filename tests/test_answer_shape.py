@@ -272,7 +272,7 @@ def test_copy_penalty_shortens_verbatim_runs():
     assert guarded < plain and guarded <= 8
 
 
-def test_copy_penalty_grows_while_a_copy_runs_and_resets_after_it():
+def test_copy_penalty_grows_while_a_copy_runs_and_fades_after_it():
     import numpy as np
 
     from synthesizer.llm import NoCopy, load_llama
@@ -282,21 +282,30 @@ def test_copy_penalty_grows_while_a_copy_runs_and_resets_after_it():
                                  b"thirteen fourteen fifteen sixteen seventeen eighteen", add_bos=False))
     proc = NoCopy(llama, 2.0, n=3, max_scale=3.0)
     vocab = llama.n_vocab()
+
+    def step(ids: list[int]) -> np.ndarray:
+        return proc(np.array(ids), np.zeros(vocab, dtype=np.float32))
+
     pushes = []
     made: list[int] = []
-    for step in range(len(prompt)):
-        scores = proc(np.array(prompt + made), np.zeros(vocab, dtype=np.float32))
+    for _ in range(len(prompt)):
         nxt = prompt[len(made)]  # keep copying the prompt
-        pushes.append(-float(scores[nxt]))
+        pushes.append(-float(step(prompt + made)[nxt]))
         made.append(nxt)
     copying = [p for p in pushes if p > 0]
     assert copying[0] == 2.0 and copying == sorted(copying) and copying[-1] == 6.0  # 2 x up to 3x
-    # one token of its own ends the copy, and the push starts again from the base penalty
-    other = llama.tokenize(b" zebra", add_bos=False)[0]
-    ids = prompt + made + [other]
-    for _ in range(3):
-        scores = proc(np.array(ids), np.zeros(vocab, dtype=np.float32))
-        ids.append(prompt[0])
+    peak = proc.streak
+    # a token of its own (a citation marker, a backtick) only dents the streak...
+    # (one call per sampled token, as in generation)
+    ids = prompt + made
+    for token in llama.tokenize(b" [1]", add_bos=False):
+        ids.append(token)
+        step(ids)
+    assert 0 < proc.streak < peak
+    # ...and a stretch of its own words ends it
+    for token in llama.tokenize(b" zebra violin harbour cactus" * 6, add_bos=False):
+        ids.append(token)
+        step(ids)
     assert proc.streak == 0
 
 
