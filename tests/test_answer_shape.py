@@ -242,7 +242,7 @@ def test_echoed_prompt_labels_and_copied_questions_are_removed():
     assert "?" not in checked.text and "answer:" not in checked.text.lower()
     assert "reason" not in checked.text.lower()
     assert checked.questions_dropped == 1
-    # a label with nothing after it, and prose that merely contains the word, are left alone
+    # "The reason:" is a label too; prose that merely starts with a similar word is left alone
     kept = verify("The reason: defaults are created exactly once [1].", [SOURCE], 0.5)
     assert kept.text == "Defaults are created exactly once [1]."
     plain = verify("Reasonable defaults are created exactly once [1].", [SOURCE], 0.5)
