@@ -8,6 +8,8 @@ stored. `fathom index --store OTHER.duckdb` indexes several stores together.
 
 Redis keys of a job (`fathom:JOB:...`):
 - `requests`, `dupefilter`: scrapy-redis' queue (a sorted set) and seen-set of fingerprints;
+- `taken`: encoded request -> worker, for the instant between taking it from the queue and
+  recording it in `inflight` (both Redis steps are atomic scripts, so a kill loses nothing);
 - `inflight`: url -> worker that took the request from the queue; cleared once the worker's
   store has committed the outcome, so a killed worker's requests are not lost: it re-queues
   its own on restart, and a live worker adopts those of a worker whose heartbeat expired;
@@ -42,6 +44,7 @@ def frontier_settings(redis_url: str, job: str) -> dict:
         "SCHEDULER_PERSIST": True,  # other processes still crawl when this one closes
         "SCHEDULER_QUEUE_KEY": prefix + "requests",
         "SCHEDULER_DUPEFILTER_KEY": prefix + "dupefilter",
+        "SCHEDULER_QUEUE_CLASS": "scrapy_redis.queue.PriorityQueue",  # a sorted set: SharedCrawl.pop
         "DUPEFILTER_KEY": prefix + "dupefilter",
         "REDIS_URL": redis_url,
         "FATHOM_FRONTIER": redis_url,
@@ -77,15 +80,34 @@ def worker_id(store_path: str) -> str:
 
 
 class SharedScheduler(RedisScheduler):
-    """scrapy-redis' scheduler that records each request it hands out as in flight for this worker."""
+    """scrapy-redis' scheduler made safe against a kill at any instant: a request is marked seen
+    and queued in one step, and taken from the queue together with a record of which worker took
+    it (`taken`, the encoded request), which becomes the `inflight` entry once decoded. Without
+    this a worker killed between the two Redis calls loses the request for every worker."""
+
+    def enqueue_request(self, request):
+        shared = getattr(self.spider, "shared", None)
+        if shared is None:
+            return super().enqueue_request(request)
+        fingerprint = "" if request.dont_filter else self.df.request_fingerprint(request)
+        if not shared.enqueue(fingerprint, -request.priority, self.queue._encode_request(request)):
+            self.df.log(request, self.spider)
+            return False
+        if self.stats:
+            self.stats.inc_value("scheduler/enqueued/redis", spider=self.spider)
+        return True
 
     def next_request(self):
-        request = super().next_request()
-        if request is not None:
-            shared = getattr(self.spider, "shared", None)
-            url = request.meta.get("fathom_url")
-            if shared is not None and url:
-                shared.took(url, request.meta.get("depth", 0))
+        shared = getattr(self.spider, "shared", None)
+        if shared is None:
+            return super().next_request()
+        data = shared.pop()
+        if data is None:
+            return None
+        request = self.queue._decode_request(data)
+        shared.took(request.meta.get("fathom_url"), request.meta.get("depth", 0), data)
+        if self.stats:
+            self.stats.inc_value("scheduler/dequeued/redis", spider=self.spider)
         return request
 
 
@@ -108,6 +130,22 @@ end
 return '0'
 """
 
+_ENQUEUE = """
+-- KEYS[1] seen-set, KEYS[2] queue; ARGV fingerprint ('' when not filtered), score, request
+if ARGV[1] ~= '' and redis.call('SADD', KEYS[1], ARGV[1]) == 0 then return 0 end
+redis.call('ZADD', KEYS[2], ARGV[2], ARGV[3])
+return 1
+"""
+
+_POP = """
+-- KEYS[1] queue, KEYS[2] taken (request -> worker, score); ARGV worker
+local top = redis.call('ZRANGE', KEYS[1], 0, 0, 'WITHSCORES')
+if #top == 0 then return false end
+redis.call('ZREM', KEYS[1], top[1])
+redis.call('HSET', KEYS[2], top[1], cjson.encode({ARGV[1], top[2]}))
+return top[1]
+"""
+
 
 class SharedCrawl:
     """This worker's view of the shared crawl job in Redis."""
@@ -119,6 +157,8 @@ class SharedCrawl:
         self.near_bits = near_bits
         self.ttl = heartbeat_ttl_s
         self._acquire = self.r.register_script(_ACQUIRE)
+        self._enqueue = self.r.register_script(_ENQUEUE)
+        self._pop = self.r.register_script(_POP)
 
     # --- liveness and in-flight requests ---------------------------------------------------
     def beat(self) -> None:
@@ -127,8 +167,25 @@ class SharedCrawl:
     def leave(self) -> None:
         self.r.delete(self.p + "worker:" + self.worker)
 
-    def took(self, url: str, depth: int) -> None:
-        self.r.hset(self.p + "inflight", url, json.dumps([self.worker, depth]))
+    # --- the shared queue --------------------------------------------------------------------
+    def enqueue(self, fingerprint: str, score: float, data: bytes) -> bool:
+        """Queue the encoded request `data` unless `fingerprint` is already in the seen-set
+        ('' skips the check); one atomic step. False when it was seen."""
+        return bool(self._enqueue(keys=[self.p + "dupefilter", self.p + "requests"], args=[fingerprint, score, data]))
+
+    def pop(self) -> bytes | None:
+        """Take the first queued request for this worker, recorded in `taken` in the same step."""
+        return self._pop(keys=[self.p + "requests", self.p + "taken"], args=[self.worker])
+
+    def took(self, url: str | None, depth: int, data: bytes | None = None) -> None:
+        """`url` is in flight at this worker, replacing the `taken` record of `data` (a request
+        with no page URL, a sitemap, is only dropped from `taken`)."""
+        pipe = self.r.pipeline()
+        if url:
+            pipe.hset(self.p + "inflight", url, json.dumps([self.worker, depth]))
+        if data is not None:
+            pipe.hdel(self.p + "taken", data)
+        pipe.execute()
 
     def committed(self, urls: list[str]) -> None:
         """The store has committed the outcome of `urls`: they are no longer in flight here."""
@@ -145,10 +202,18 @@ class SharedCrawl:
     def _alive(self, worker: str) -> bool:
         return worker == self.worker or bool(self.r.exists(self.p + "worker:" + worker))
 
+    def _orphaned(self, worker: str, include_own: bool) -> bool:
+        return include_own if worker == self.worker else not self._alive(worker)
+
     def reclaim(self, include_own: bool) -> list[tuple[str, int]]:
         """Take over in-flight requests of dead workers (and this worker's own, left by a kill of
         an earlier run, with `include_own`): (url, depth) pairs to request again. HDEL decides
-        which live worker gets each one."""
+        which live worker gets each one. Requests such a worker took from the queue but had not
+        yet decoded go back to the queue as they were."""
+        for data, value in self.r.hgetall(self.p + "taken").items():
+            worker, score = json.loads(value)
+            if self._orphaned(worker, include_own) and self.r.hdel(self.p + "taken", data):
+                self.r.zadd(self.p + "requests", {data: float(score)})
         out = []
         for url, (worker, depth) in self._inflight().items():
             if worker == self.worker and not include_own:
@@ -171,12 +236,13 @@ class SharedCrawl:
         """Whether the job still has work: queued requests, or requests in flight at a live worker."""
         if self.r.zcard(self.p + "requests"):
             return True
-        return any(self._alive(w) for w, _ in self._inflight().values())
+        taken = [json.loads(v)[0] for v in self.r.hvals(self.p + "taken")]
+        return any(self._alive(w) for w in [*taken, *(w for w, _ in self._inflight().values())])
 
     def finish(self) -> None:
         """The job is done: drop its frontier (queue, seen-set, in-flight), so running the same
         command again recrawls. Who stores which page stays."""
-        self.r.delete(self.p + "requests", self.p + "dupefilter", self.p + "inflight")
+        self.r.delete(self.p + "requests", self.p + "dupefilter", self.p + "inflight", self.p + "taken")
 
     # --- politeness across processes ---------------------------------------------------------
     def acquire(self, host: str, limit: int, delay_s: float, ttl_s: float, token: str) -> float:

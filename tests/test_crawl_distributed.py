@@ -93,6 +93,36 @@ def test_bad_frontier_url_is_a_clear_error(tmp_path):
         Engine(str(tmp_path)).crawl(["http://127.0.0.1:9/"], frontier=f"redis://127.0.0.1:{free_port()}/0")
 
 
+def test_a_request_taken_by_a_worker_killed_before_recording_it_is_not_lost(redis_url):
+    """The queue steps are atomic: seen-set and queue change together, and a request taken from
+    the queue is recorded for its worker in the same step, so a kill between any two Redis calls
+    leaves it where a survivor finds it."""
+    from crawler.distributed import SharedCrawl
+    job = f"atomic{free_port()}"
+    a = SharedCrawl(redis_url, job, "host:a", near_bits=3, heartbeat_ttl_s=0.3)
+    b = SharedCrawl(redis_url, job, "host:b", near_bits=3, heartbeat_ttl_s=30)
+    try:
+        a.beat(), b.beat()
+        assert a.enqueue("fp1", 0, b"request-1") and a.enqueue("fp2", 0, b"request-2")
+        assert not b.enqueue("fp1", 0, b"request-1 again")  # seen: not queued
+        assert b.enqueue("", 0, b"request-1 unfiltered")
+        assert b.r.zcard(b.p + "requests") == 3
+        assert a.pop() == b"request-1"  # a takes it ... and is killed before it records it
+        a.took("http://x/2", 1, a.pop())  # this one it recorded as in flight
+        assert b.busy() and b.reclaim(include_own=False) == []  # a is alive: its requests are its own
+        time.sleep(0.5)  # a's heartbeat expires
+        again = b.reclaim(include_own=False)
+        assert again == [("http://x/2", 1)]  # to be requested again by b
+        assert sorted(b.r.zrange(b.p + "requests", 0, -1)) == [b"request-1", b"request-2"]
+        assert b.r.hlen(b.p + "taken") == 0 and b.r.hlen(b.p + "inflight") == 0
+        assert b.pop() is not None and b.pop() is not None and b.pop() is None
+        assert b.busy()  # b's own taken requests are not recorded as in flight yet
+        b.finish()
+        assert not b.busy()
+    finally:
+        b.finish()
+
+
 @pytest.mark.slow
 def test_two_processes_share_the_crawl_and_store_each_page_once(redis_url, site, stores, tmp_path):
     routes, expected = site
