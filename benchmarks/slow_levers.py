@@ -107,10 +107,12 @@ def main() -> None:
     parser.add_argument("--data", required=True)
     parser.add_argument("--qa", default=QA)
     parser.add_argument("--limit", type=int, default=8)
-    parser.add_argument("--levers", default="plain,cold_prefix,lookup2,lookup10,window120,window120+lookup2")
+    parser.add_argument("--levers", default="plain,cold_prefix,lookup2,lookup10,window120,window120+lookup2",
+                        help="comma-separated; windowN trims each passage to its densest N words")
+    parser.add_argument("--every", type=int, default=1, help="take every Nth question of --qa (then --limit)")
     args = parser.parse_args()
     engine = Engine(args.data, load_config(None))
-    questions = load_questions(args.qa, args.limit)
+    questions = load_questions(args.qa, None)[::args.every][:args.limit]
     base = engine.config.answer
     single = {
         "plain": {}, "cold_prefix": {},
@@ -124,7 +126,10 @@ def main() -> None:
     def variant(name: str):  # "a+b": both levers
         changes: dict = {}
         for part in name.split("+"):
-            changes.update(single[part])
+            if part.startswith("window") and part[6:].isdigit():  # windowN: N words of each passage
+                changes["slow_passage_words"] = int(part[6:])
+            else:
+                changes.update(single[part])
         return dataclasses.replace(base, **changes), "cold_prefix" in name.split("+")
     result: dict = {"loadavg_start": open("/proc/loadavg").read().strip(), "questions": len(questions)}
     engine.ask(questions[0]["question"], "fast")  # embedder, index, reranker loaded before any timing

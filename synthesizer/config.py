@@ -19,7 +19,7 @@ class AnswerConfig:
     fast_passages: int = 3
     slow_passages: int = 5
     fast_passage_words: int = 60  # fast mode quotes only this many words of each passage
-    slow_passage_words: int = 0  # slow mode likewise when > 0 (0: whole passages)
+    slow_passage_words: int = 120  # slow mode likewise when > 0 (0: whole passages)
     # auto, complex question, confident retrieval: the slow model on this many passages, this many
     # words of each (0 passages: whole slow mode instead); see RESULTS, issue 12, fourth session
     auto_slow_passages: int = 3
