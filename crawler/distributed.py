@@ -216,11 +216,7 @@ class SharedCrawl:
                 self.r.zadd(self.p + "requests", {data: float(score)})
         out = []
         for url, (worker, depth) in self._inflight().items():
-            if worker == self.worker and not include_own:
-                continue
-            if worker != self.worker and self._alive(worker):
-                continue
-            if self.r.hdel(self.p + "inflight", url):
+            if self._orphaned(worker, include_own) and self.r.hdel(self.p + "inflight", url):
                 out.append((url, depth))
                 self._release_claim(url, worker)  # another worker may take the request from the queue
         return out
