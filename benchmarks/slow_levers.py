@@ -119,6 +119,7 @@ def main() -> None:
         "flash": {"flash_attn": True},
         "lookup2": {"prompt_lookup_tokens": 2}, "lookup10": {"prompt_lookup_tokens": 10},
         "window120": {"slow_passage_words": 120}, "window80": {"slow_passage_words": 80},
+        "flatcode": {"slow_keep_code": False},
         "nocopy5": {"copy_penalty": 5.0}, "nocopy3": {"copy_penalty": 3.0},
         "max160": {"slow_max_tokens": 160}, "passages3": {"slow_passages": 3},
     }

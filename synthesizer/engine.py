@@ -339,7 +339,8 @@ class Synthesizer:
         n_ctx = c.fast_n_ctx if fast else c.slow_n_ctx
         q_terms = content_terms(run.question)
         window = self.passages_for(run.mode, run.focused)[1]
-        texts = [f"{_header(h)}: " + (focus(h.text, q_terms, window) if window else h.text) for h in passages]
+        keep_code = c.slow_keep_code and not fast
+        texts = [f"{_header(h)}: " + (focus(h.text, q_terms, window, keep_code) if window else h.text) for h in passages]
         # The small fast model answers "NOT IN SOURCES" far too eagerly when offered it, so fast
         # mode leaves abstention to the evidence gate before and the verifier after generation.
         policy = c.abstain_instruction

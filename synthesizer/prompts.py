@@ -1,6 +1,7 @@
 """Prompt building: numbered passages as quoted data, within a token budget."""
 from __future__ import annotations
 
+import re
 from collections.abc import Callable
 
 SYSTEM = (
@@ -70,31 +71,48 @@ def _defang(text: str) -> str:
             .replace("<|im_end|>", "<im_end>").replace("<|endoftext|>", ""))
 
 
-def focus(text: str, question_terms: set[str], max_words: int) -> str:
+_FENCED = re.compile(r"```[^\n]*\n.*?\n```", re.S)
+
+
+def focus(text: str, question_terms: set[str], max_words: int, keep_code: bool = False) -> str:
     """The `max_words` window of `text` (by whole sentences where possible) densest in the
-    question's terms; keeps fast-mode prompts short."""
+    question's terms; keeps prompts short. With `keep_code`, a fenced code block is one unit,
+    kept whole with its lines, or left out when it alone is longer than the window."""
     from synthesizer.textutil import content_terms, split_sentences
 
     words = text.split()
     if len(words) <= max_words:
         return text
-    sentences = split_sentences(text.replace("```", ""))
-    best, best_score = "", -1.0
-    for i in range(len(sentences)):
+    units: list[tuple[str, bool]] = []  # (text, is a whole code block)
+    pos = 0
+    for m in (_FENCED.finditer(text) if keep_code else ()):
+        units += [(" ".join(s.split()), False) for s in split_sentences(text[pos:m.start()].replace("```", ""))]
+        units.append((m.group(0), True))
+        pos = m.end()
+    units += [(" ".join(s.split()), False) for s in split_sentences(text[pos:].replace("```", ""))]
+    sizes = [len(u.split()) for u, _ in units]
+    best: list[tuple[str, bool]] = []
+    best_score = -1.0
+    for i in range(len(units)):
+        if units[i][1] and sizes[i] > max_words:
+            continue
         window, n = [], 0
-        for s in sentences[i:]:
-            w = len(s.split())
+        for u, w in zip(units[i:], sizes[i:]):
             if n and n + w > max_words:
                 break
-            window.append(s)
+            window.append(u)
             n += w
-        joined = " ".join(window)
-        score = len(content_terms(joined) & question_terms) + (0.5 if i == 0 else 0.0)
+        score = len(content_terms(" ".join(u for u, _ in window)) & question_terms) + (0.5 if i == 0 else 0.0)
         # a heading opens its answer: a window ending on one (an FAQ question) holds none of it
-        if window[0].startswith("#"):
+        if window[0][0].startswith("#"):
             score += 1.0
-        if window[-1].startswith("#") and i + len(window) < len(sentences):
+        if window[-1][0].startswith("#") and i + len(window) < len(units):
             score -= 1.0
         if score > best_score:
-            best, best_score = joined, score
-    return " ".join(best.split()[:max_words])
+            best, best_score = window, score
+    if not best or (len(best) == 1 and not best[0][1]):  # one long sentence (or only long code): its first words
+        return " ".join((best[0][0] if best else text.replace("```", "")).split()[:max_words])
+    out = ""
+    for u, code in best:
+        out = f"{out.rstrip()}\n{u}\n" if code else (f"{out} {u}" if out and not out.endswith("\n") else out + u)
+    return out.strip()

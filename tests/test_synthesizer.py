@@ -179,6 +179,29 @@ def test_focus_window_starts_at_the_heading_it_matches():
     assert window.startswith("### How do I obtain") and "python.org" in window
 
 
+def test_focus_keeps_a_code_block_whole_or_leaves_it_out():
+    from synthesizer.prompts import focus
+    from synthesizer.textutil import content_terms
+
+    code = "```\ndef foo(mydict={}):\n    mydict[1] = 2\n    return mydict\n```"
+    text = ("Releases happen every year in October. " * 6 + "\n\n## Why are default values shared?\n\n"
+            "Default values are created once, when the def statement runs. For example:\n\n" + code +
+            "\n\nEach call then sees the same dictionary. " + "Unrelated closing words follow here. " * 6)
+    terms = content_terms("Why are default values shared between objects?")
+    kept = focus(text, terms, 40, keep_code=True)
+    assert code in kept  # fences and line breaks intact
+    assert kept.startswith("## Why are default values shared?")
+    flat = focus(text, terms, 40)  # fast mode: fences dropped, lines joined
+    assert "```" not in flat and "def foo(mydict={}): mydict[1] = 2" in flat
+    # a block longer than the window is never cut: it is left out
+    big = "```\n" + "\n".join(f"x{i} = {i}  # value {i}" for i in range(30)) + "\n```"
+    text2 = "Default values are created once, when the def statement runs. " * 3 + "\n\n" + big + \
+        "\n\nEach call then sees the same default values. " * 3
+    window = focus(text2, terms, 40, keep_code=True)
+    assert "```" not in window and "x0 = 0" not in window and "Default values" in window
+    assert len(window.split()) <= 40
+
+
 def test_verify_reports_each_kept_sentence_with_its_status():
     passages = ["The garbage collector frees cycles of objects.", "Default arguments are evaluated once."]
     checked = verify("Defaults are evaluated once [1]. The collector frees object cycles.", passages, 0.5)
