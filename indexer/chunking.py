@@ -204,7 +204,14 @@ def chunk_page(page: Page, spec: ChunkSpec, first_id: int = 0) -> list[Chunk]:
             carry_only = False
             continue
         n = spec.units(text)
-        limit = spec.block_limit if kind in ("code", "table") else spec.size
+        # a code block or table stays whole up to the block limit, counting the headings that
+        # will move into its chunk with it
+        heads = 0
+        for line in reversed(cur):
+            if not _HEADING.match(line):
+                break
+            heads += spec.units(line)
+        limit = spec.block_limit - heads if kind in ("code", "table") else spec.size
         parts = _split_long(kind, text, spec) if n > limit else [text]
         for part in parts:
             pn = spec.units(part)

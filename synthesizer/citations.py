@@ -151,19 +151,19 @@ def verify(answer: str, passages: list[str], min_support: float, drop_unsupporte
             if n not in order:
                 order.append(n)
     number = {n: i + 1 for i, n in enumerate(order)}
-    parts = []
+    text = ""
     for i, it in enumerate(kept):
         kind, claim, refs = it[0], it[1], it[2]
         marks = "".join(f"[{number[n]}]" for n in refs)
-        if kind == "code":
+        if kind == "code":  # the block exactly as quoted: its indentation is never touched
             if not (i and kept[i - 1][0] == "prose"):
-                parts.append(f"From [{number[refs[0]]}]:")
-            parts.append(f"\n\n```\n{claim}\n```\n\n")
-        elif marks and claim[-1:] in ".!?:":
-            parts.append(f"{claim[:-1]} {marks}{claim[-1]}")
-        else:
-            parts.append(f"{claim} {marks}".rstrip())
-    text = re.sub(r" *\n\n *", "\n\n", " ".join(parts)).strip()
+                text += f" From [{number[refs[0]]}]:"
+            text = f"{text.rstrip(' ')}\n\n```\n{claim}\n```\n\n"
+            continue
+        prose = f"{claim[:-1]} {marks}{claim[-1]}" if marks and claim[-1:] in ".!?:" else f"{claim} {marks}".rstrip()
+        prose = re.sub(r" *\n\n *", "\n\n", prose)
+        text += prose if not text or text.endswith("\n") else " " + prose
+    text = text.strip()
     sentences = tuple((claim if kind == "prose" else f"```\n{claim}\n```", tuple(refs), st, round(sup, 3))
                       for kind, claim, refs, st, sup in kept)
     return Checked(text=text, cited=tuple(order), kept=sum(it[0] == "prose" for it in kept), dropped=dropped,

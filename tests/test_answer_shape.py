@@ -46,6 +46,18 @@ def test_partial_code_is_replaced_by_the_whole_source_block_and_cited_outside_it
     assert not broken_code(checked.text)
 
 
+def test_a_quoted_block_keeps_its_indentation_after_blank_lines():
+    # seen in the seventh session's eval: "\n\n    def __init__" lost its indent in the answer
+    block = ("class linear:\n\n    def __init__(self, a, b):\n        self.a, self.b = a, b\n\n"
+             "    def __call__(self, x):\n        return self.a * x + self.b")
+    source = f"Or using a callable object:\n\n```\n{block}\n```\n\nIn both cases taxes is callable."
+    draft = ("A callable object works too [1]. Using a callable object [1]:\n\n```\nclass linear:\n\n"
+             "def __init__(self, a, b):\n        self.a, self.b = a, b\n```\n\nIn both cases it is callable [1].")
+    checked = verify(draft, [source], 0.5)
+    assert f"```\n{block}\n```" in checked.text
+    assert checked.text.endswith("callable [1].") and "  In both" not in checked.text
+
+
 def test_invented_code_is_dropped_with_its_lead_in():
     draft = ("Defaults are created once, when the function is defined [1]. For example, write:\n"
              "```\nimport antigravity\nfly(speed=9000)\n```")
