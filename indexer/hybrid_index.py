@@ -11,6 +11,7 @@ from indexer.embedding import vector_space
 from indexer.generations import current_generation, generations
 from indexer.lexical import SCHEMA_VERSION, TEXT_FIELDS, LexicalIndex
 from indexer.manifest import REBUILD_HINT, IndexManifest, read_manifest, verify_files
+from indexer.page_shape import prose_share
 from indexer.pages import PAGE_DIR, PageIndex
 from indexer.vectors import load_hnsw
 
@@ -108,6 +109,13 @@ class HybridIndex:
         (tantivy's count for the field that holds it most often: a close lower bound)."""
         searcher = self.lexical.searcher
         return max(searcher.doc_freq(name, stem) for name in TEXT_FIELDS)
+
+    def prose_share(self, url: str) -> tuple[float, int]:
+        """(share of page `url`'s words in sentences, words counted): see indexer.page_shape."""
+        cache = self.__dict__.setdefault("_prose", {})
+        if url not in cache:
+            cache[url] = prose_share(self.page_text(url))
+        return cache[url]
 
     def page_text(self, url: str) -> str:
         """The text of every chunk of page `url`, in chunk order ("" for an unknown page)."""

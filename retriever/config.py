@@ -26,6 +26,8 @@ class RetrieveConfig:
     page_title_boost: float = 1.0  # page BM25 field weights (title, headings, URL path words, body 1)
     page_heading_boost: float = 1.0
     page_url_boost: float = 0.0
+    list_page_weight: float = 0.5  # a list page (an index, a table of contents) keeps this share of its fused score; 1 = off
+    list_page_prose: float = 0.15  # a page of 100+ words with less than this share of them in sentences is a list page
     rerank: bool = False
     rerank_candidates: int = 20
     rerank_weight: float = 1.0  # weight of the cross-encoder's rank against the fused rank (RRF, rrf_k)
@@ -42,6 +44,8 @@ class RetrieveConfig:
             raise ValueError("field boosts must be >= 0")
         if not 0 <= self.page_support <= 1:
             raise ValueError("page_support must be between 0 and 1")
+        if not 0 <= self.list_page_weight <= 1 or not 0 <= self.list_page_prose <= 1:
+            raise ValueError("list_page_weight and list_page_prose must be between 0 and 1")
         if self.fusion not in ("rrf", "wsum"):
             raise ValueError("fusion must be 'rrf' or 'wsum'")
         if self.rerank_candidates < 1 or self.rerank_budget_ms <= 0 or self.rerank_max_tokens < 16:

@@ -91,6 +91,7 @@ class Merged:
         self.chunks: dict[int, object] = {}
         self.chunk_ids: dict[int, int] = {}
         self.leads: dict[str, int] = {}
+        self.list_pages: frozenset[str] = frozenset()
 
 
 def merge_candidates(results: list[Candidates], cfg: RetrieveConfig, engines: str, k: int) -> Merged:
@@ -114,13 +115,15 @@ def merge_candidates(results: list[Candidates], cfg: RetrieveConfig, engines: st
     for rank, (url, _, lead) in enumerate(sorted(pages, key=lambda x: -x[1])[:page_depth(engines, cfg, k)], start=1):
         m.page_ranks[url] = rank
         m.leads[url] = lead
+    m.list_pages = frozenset().union(*(r.list_pages for r in results))
     return m
 
 
 def fuse_merged(m: Merged, query: str, engines: str, cfg: RetrieveConfig, wanted: int, max_per_page: int) -> list[Hit]:
     """The merged lists fused and collapsed exactly as HybridRetriever.search does."""
     fused = fuse_lists(engines, cfg, m.lexical, m.dense, m.page_ranks,
-                       lambda key: m.chunks[key].url if key in m.chunks else None, m.leads.__getitem__)
+                       lambda key: m.chunks[key].url if key in m.chunks else None, m.leads.__getitem__,
+                       m.list_pages)
     return collect_hits(fused, m.chunks.get, m.lexical, m.dense, m.page_ranks, query, cfg, wanted, max_per_page,
                         chunk_id_of=m.chunk_ids.__getitem__)
 

@@ -188,3 +188,46 @@ def test_index_without_page_level_bm25_still_searches_and_says_so(built_engine):
     finally:
         index.pages = pages
     assert not HybridRetriever(index, built_engine.embedder).search("compost heap", k=3).notes
+
+
+def test_prose_share_tells_an_index_page_from_prose_code_and_tables():
+    from indexer.page_shape import prose_share
+
+    index = "# Index\n\n" + "\n\n".join(f"- entry{i}() (module{i} method)" for i in range(60))
+    share, words = prose_share(index)
+    assert share == 0.0 and words >= 100
+    prose = "# Compost\n\n" + "A compost heap needs green and brown material in balance. " * 20
+    assert prose_share(prose)[0] == 1.0
+    # code is content: a page of prose and code is prose; a page of code alone has nothing to count
+    code = "```\n" + "\n".join(f"x{i} = call(a, b)" for i in range(80)) + "\n```"
+    assert prose_share(prose + "\n\n" + code)[0] == 1.0 and prose_share(code) == (1.0, 0)
+    # an index laid out as a table (Texinfo) is entries, not sentences
+    table = "Index Entry |\nSection |\n" + "\n".join(f"argument {i}: |\nMacro Arguments |" for i in range(40))
+    assert prose_share(table)[0] == 0.0
+
+
+def test_hybrid_fusion_halves_a_list_pages_score_and_only_in_hybrid():
+    url = {1: "index", 2: "page", 3: "page"}.get
+    lex, dense = [(1, 9.0), (2, 8.0)], [(1, 0.9), (3, 0.8)]
+    cfg = RetrieveConfig(page_weight=0.0, page_support=0.0)
+    full = fuse_lists("hybrid", cfg, lex, dense, {}, url, lambda u: None)
+    demoted = fuse_lists("hybrid", cfg, lex, dense, {}, url, lambda u: None, frozenset({"index"}))
+    assert demoted[1] == pytest.approx(0.5 * full[1]) and demoted[2] == full[2] and demoted[3] == full[3]
+    assert max(full, key=full.get) == 1 and max(demoted, key=demoted.get) != 1
+    off = fuse_lists("hybrid", RetrieveConfig(page_weight=0.0, page_support=0.0, list_page_weight=1.0),
+                     lex, dense, {}, url, lambda u: None, frozenset({"index"}))
+    assert off == full
+    assert fuse_lists("naive", cfg, lex, dense, {}, url, lambda u: None, frozenset({"index"})) == \
+        fuse_lists("naive", cfg, lex, dense, {}, url, lambda u: None)
+    with pytest.raises(ValueError, match="list_page_weight"):
+        RetrieveConfig(list_page_weight=2.0)
+
+
+def test_the_fixture_sites_pages_are_prose_not_lists(built_engine):
+    retriever = built_engine.retriever()
+    index = retriever.index
+    for url in index.page_chunks:
+        assert not retriever.is_list_page(url)
+        assert index.prose_share(url) == index.prose_share(url)  # cached, same answer
+    cands = retriever.candidates("compost heap")
+    assert cands.list_pages == frozenset()
