@@ -7,7 +7,9 @@ Each signal is a ranked list of pages added to the default fusion with RRF (k = 
 weight: page-level BM25 with the naive baseline's fields (title x2 + body) beside the default
 page list; a blend with the naive fusion itself; dense vectors of page titles and of section
 headings ("title > heading"); and tantivy phrase queries (the query's words in order) over
-pages and over chunks. nDCG@10 on the even-numbered queries of each site / the odd ones."""
+pages and over chunks. Then the list-page demotion (issue 14, eighth session): pages with under
+`tau` of 100+ words in sentences (indexer.page_shape) keep a share `f` of their score.
+nDCG@10 on the even-numbered queries of each site / the odd ones."""
 from __future__ import annotations
 
 import argparse
@@ -24,6 +26,7 @@ import numpy as np  # noqa: E402
 from fathom.config import load_config  # noqa: E402
 from fathom.engine import Engine  # noqa: E402
 from indexer import lexical as lexical_mod  # noqa: E402
+from indexer.page_shape import prose_share  # noqa: E402
 from retriever.evaluation import load_judged, page_path, score  # noqa: E402
 from retriever.fusion import reciprocal_rank_fusion  # noqa: E402
 
@@ -121,6 +124,9 @@ def main() -> None:
         if name not in extra:
             extra[name] = collect(data, qrels, len(sites[name]["rows"]), sites[name]["url_of"])
             print(f"{name}: lists for {len(extra[name])} queries", flush=True)
+        if f"{name}:prose" not in extra:
+            index = Engine(data, load_config(None)).open_index()
+            extra[f"{name}:prose"] = {u: prose_share(index.page_text(u)) for u in index.page_chunks}
     if args.extra:
         with open(args.extra, "wb") as f:
             pickle.dump(extra, f)
@@ -151,6 +157,18 @@ def main() -> None:
             return {u: h.get(u, 0.0) / mh + lam * nv.get(u, 0.0) / mn for u in set(h) | set(nv)}
         return ranker
 
+    def demoted(tau: float, f: float, name_of: dict):
+        def ranker(row, ex, url_of):
+            pages = hybrid_pages(row, url_of, DEFAULT)
+            shares = extra[f"{name_of[id(url_of)]}:prose"]
+            for u in pages:
+                share, words = shares.get(u, (1.0, 0))
+                if words >= 100 and share < tau:
+                    pages[u] *= f
+            return pages
+        return ranker
+
+    name_of = {id(sites[n]["url_of"]): n for n in names}
     settings = [("naive (page BM25 title x2 + dense, RRF 60)", lambda row, ex, url_of: naive_pages(row, url_of)),
                 ("hybrid defaults", lambda row, ex, url_of: hybrid_pages(row, url_of, DEFAULT))]
     settings += [(f"+ page BM25 title x2 + body, x{w}",
@@ -160,6 +178,8 @@ def main() -> None:
     settings += [(f"+ {label} x{w}", plus(key, w)) for key, label in (
         ("tdense", "page-title dense"), ("hdense", "section-heading dense"),
         ("pphrase", "page phrase BM25"), ("cphrase", "chunk phrase BM25")) for w in (0.25, 0.5, 1.0)]
+    settings += [(f"list pages (prose < {tau}) x{f}", demoted(tau, f, name_of))
+                 for tau, f in ((0.1, 0.5), (0.15, 0.5), (0.15, 0.25), (0.15, 0.0), (0.2, 0.5), (0.3, 0.5))]
     print(f"{'list added (nDCG@10: even / odd queries)':<46} " + " ".join(f"{n:>15}" for n in names) + f" {'mean':>15}")
     for label, ranker in settings:
         res = evaluate(ranker)
