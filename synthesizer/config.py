@@ -19,7 +19,7 @@ class AnswerConfig:
     fast_passages: int = 3
     slow_passages: int = 5
     fast_passage_words: int = 60  # fast mode quotes only this many words of each passage
-    slow_passage_words: int = 100  # slow mode likewise when > 0 (0: whole passages)
+    slow_passage_words: int = 120  # slow mode likewise when > 0 (0: whole passages)
     slow_keep_code: bool = True  # slow windows keep a fenced code block whole (or leave it out), never flattened
     # auto, complex question, confident retrieval: the slow model on this many passages, this many
     # words of each (0 passages: whole slow mode instead); see RESULTS, issue 12, fourth session
