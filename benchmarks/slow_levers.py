@@ -63,7 +63,7 @@ def run_config(engine: Engine, answer_cfg, questions: list[dict], cold_prefix: b
                          "tokens": a.timings.get("tokens", 0), "prompt_tokens": a.timings.get("prompt_tokens", 0),
                          "cites_source": any(_same_page(c.url, q["source"]) for c in a.citations),
                          "copy_words": longest_copied_run(a.answer, pages) if not a.abstained else None,
-                         "broken": broken_code(a.answer) if not a.abstained else False})
+                         "broken": broken_code(a.answer, pages) if not a.abstained else False})
     finally:
         se._stream = original
     return {"rows": rows, "prompts": captured, "load_s": load_s}

@@ -108,7 +108,7 @@ def evaluate_answers(ask: Callable[[str], Answer], mode: str, qa: list[dict],
         urls = list(dict.fromkeys(c.url for c in a.citations))
         sources = [page_text(u) for u in urls] if page_text else [c.passage for c in a.citations]
         row_out["copy_words"] = longest_copied_run(a.answer, sources)
-        row_out["broken_code"] = broken_code(a.answer)
+        row_out["broken_code"] = broken_code(a.answer, sources)
         row_out["duplicate_sources"] = len({(c.url, c.heading) for c in a.citations}) < len(a.citations)
         copies.append(row_out["copy_words"])
         broken += row_out["broken_code"]

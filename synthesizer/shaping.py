@@ -4,6 +4,7 @@ copy-length measure (longest run of answer words that stands verbatim in a sourc
 from __future__ import annotations
 
 import re
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 _FENCE = re.compile(r"`{3,}")
@@ -154,12 +155,15 @@ def longest_copied_run(answer: str, sources: list[str]) -> int:
     return best
 
 
-def broken_code(answer: str) -> bool:
+def broken_code(answer: str, sources: Sequence[str] = ()) -> bool:
     """True when the answer has an unclosed code fence, a citation marker inside code, or ends
-    on a fragment (its last prose does not end a sentence)."""
+    on a fragment (its last prose does not end a sentence). Given the cited `sources`, a code block
+    must also stand in one of them letter for letter, and then a "[10]" inside it is the source's own."""
     segs = segments(answer)
-    if any(s.code and (not s.closed or _MARKER.search(s.text)) for s in segs):
-        return True
+    for seg in (s for s in segs if s.code):
+        quoted = any(seg.text in src for src in sources)
+        if not seg.closed or (sources and not quoted) or (_MARKER.search(seg.text) and not quoted):
+            return True
     if answer.count("```") % 2:
         return True
     prose = [s for s in segs if not s.code]

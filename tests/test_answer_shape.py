@@ -84,6 +84,11 @@ def test_broken_code_detects_what_a_reader_would_see_as_broken():
     assert broken_code("It is created once [1]. For example, don't")  # fragment
     assert not broken_code("It is created once [1]. For example [1]:\n\n```\nx = 1\n```")
     assert not broken_code("It is created once [1].")
+    # given the cited sources, code must stand in one letter for letter; a "[10]" of the source's own is no marker
+    src = "A list is shared:\n\n```\n>>> y = x\n>>> y.append(10)\n>>> x\n[10]\n```\n"
+    shared = "Both names refer to one list [1]. For example [1]:\n\n```\n>>> y = x\n>>> y.append(10)\n>>> x\n[10]\n```"
+    assert not broken_code(shared, [src]) and broken_code(shared)
+    assert broken_code(shared.replace("append(10)", "append( 10 )"), [src])  # not as in the source
 
 
 def test_quote_code_needs_real_overlap_with_a_source_block():
