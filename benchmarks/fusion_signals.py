@@ -136,14 +136,14 @@ def main() -> None:
         for n in names:
             site, parts = sites[n], ([], [])
             for i, row in enumerate(site["rows"]):
-                pages = ranker(row, extra[n][i], site["url_of"])
+                pages = ranker(row, extra[n][i], site["url_of"], extra[f"{n}:prose"])
                 top = sorted(pages, key=lambda u: -pages[u])[:10]
                 parts[i % 2].append(score([page_path(u) for u in top], row["rel"])["ndcg"])
             out[n] = (statistics.fmean(parts[0]), statistics.fmean(parts[1]))
         return out
 
     def plus(key: str, w: float):
-        def ranker(row, ex, url_of):
+        def ranker(row, ex, url_of, shares):
             pages = hybrid_pages(row, url_of, DEFAULT)
             for r, u in enumerate(ex[key][:100], start=1):
                 pages[u] = pages.get(u, 0.0) + w / (DEFAULT["k"] + r)
@@ -151,16 +151,15 @@ def main() -> None:
         return ranker
 
     def blend(lam: float):
-        def ranker(row, ex, url_of):
+        def ranker(row, ex, url_of, shares):
             h, nv = hybrid_pages(row, url_of, DEFAULT), naive_pages(row, url_of)
             mh, mn = max(h.values(), default=1.0), max(nv.values(), default=1.0)
             return {u: h.get(u, 0.0) / mh + lam * nv.get(u, 0.0) / mn for u in set(h) | set(nv)}
         return ranker
 
-    def demoted(tau: float, f: float, name_of: dict):
-        def ranker(row, ex, url_of):
+    def demoted(tau: float, f: float):
+        def ranker(row, ex, url_of, shares):
             pages = hybrid_pages(row, url_of, DEFAULT)
-            shares = extra[f"{name_of[id(url_of)]}:prose"]
             for u in pages:
                 share, words = shares.get(u, (1.0, 0))
                 if words >= 100 and share < tau:
@@ -168,17 +167,16 @@ def main() -> None:
             return pages
         return ranker
 
-    name_of = {id(sites[n]["url_of"]): n for n in names}
-    settings = [("naive (page BM25 title x2 + dense, RRF 60)", lambda row, ex, url_of: naive_pages(row, url_of)),
-                ("hybrid defaults", lambda row, ex, url_of: hybrid_pages(row, url_of, DEFAULT))]
+    settings = [("naive (page BM25 title x2 + dense, RRF 60)", lambda row, ex, url_of, shares: naive_pages(row, url_of)),
+                ("hybrid defaults", lambda row, ex, url_of, shares: hybrid_pages(row, url_of, DEFAULT))]
     settings += [(f"+ page BM25 title x2 + body, x{w}",
-                  lambda row, ex, url_of, w=w: hybrid_pages(row, url_of, {**DEFAULT, "pages": (("t1h1", 1.0), ("plain", w))}))
+                  lambda row, ex, url_of, shares, w=w: hybrid_pages(row, url_of, {**DEFAULT, "pages": (("t1h1", 1.0), ("plain", w))}))
                  for w in (0.25, 0.5, 1.0)]
     settings += [(f"blend with the naive fusion, lambda {lam}", blend(lam)) for lam in (0.25, 0.5, 1.0)]
     settings += [(f"+ {label} x{w}", plus(key, w)) for key, label in (
         ("tdense", "page-title dense"), ("hdense", "section-heading dense"),
         ("pphrase", "page phrase BM25"), ("cphrase", "chunk phrase BM25")) for w in (0.25, 0.5, 1.0)]
-    settings += [(f"list pages (prose < {tau}) x{f}", demoted(tau, f, name_of))
+    settings += [(f"list pages (prose < {tau}) x{f}", demoted(tau, f))
                  for tau, f in ((0.1, 0.5), (0.15, 0.5), (0.15, 0.25), (0.15, 0.0), (0.2, 0.5), (0.3, 0.5))]
     print(f"{'list added (nDCG@10: even / odd queries)':<46} " + " ".join(f"{n:>15}" for n in names) + f" {'mean':>15}")
     for label, ranker in settings:
