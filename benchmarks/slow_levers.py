@@ -108,7 +108,8 @@ def main() -> None:
     parser.add_argument("--qa", default=QA)
     parser.add_argument("--limit", type=int, default=8)
     parser.add_argument("--levers", default="plain,cold_prefix,lookup2,lookup10,window120,window120+lookup2",
-                        help="comma-separated; windowN trims each passage to its densest N words")
+                        help="comma-separated; windowN trims each passage to its densest N words; leadN writes the "
+                             "first sentence from the N best passages before reading the rest")
     parser.add_argument("--every", type=int, default=1, help="take every Nth question of --qa (then --limit)")
     args = parser.parse_args()
     engine = Engine(args.data, load_config(None))
@@ -129,6 +130,8 @@ def main() -> None:
         for part in name.split("+"):
             if part.startswith("window") and part[6:].isdigit():  # windowN: N words of each passage
                 changes["slow_passage_words"] = int(part[6:])
+            elif part.startswith("lead") and part[4:].isdigit():  # leadN: first sentence from the N best passages
+                changes["slow_lead_passages"] = int(part[4:])
             else:
                 changes.update(single[part])
         return dataclasses.replace(base, **changes), "cold_prefix" in name.split("+")

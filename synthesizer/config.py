@@ -20,6 +20,8 @@ class AnswerConfig:
     slow_passages: int = 5
     fast_passage_words: int = 60  # fast mode quotes only this many words of each passage
     slow_passage_words: int = 120  # slow mode likewise when > 0 (0: whole passages)
+    fast_lead_passages: int = 0  # > 0: the first sentence is written from this many best passages, then the rest are read
+    slow_lead_passages: int = 0  #   (quick first token; the answer goes on from that sentence)
     slow_keep_code: bool = True  # slow windows keep a fenced code block whole (or leave it out), never flattened
     # auto, complex question, confident retrieval: the slow model on this many passages, this many
     # words of each (0 passages: whole slow mode instead); see RESULTS, issue 12, fourth session
@@ -56,8 +58,10 @@ class AnswerConfig:
         for name in ("fast_passages", "slow_passages", "fast_max_tokens", "slow_max_tokens", "n_threads"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be at least 1")
-        if self.auto_slow_passages < 0 or self.auto_slow_passage_words < 0:
-            raise ValueError("auto_slow_passages and auto_slow_passage_words must be 0 or more")
+        if min(self.auto_slow_passages, self.auto_slow_passage_words, self.fast_lead_passages,
+               self.slow_lead_passages) < 0:
+            raise ValueError("auto_slow_passages, auto_slow_passage_words, fast_lead_passages and "
+                             "slow_lead_passages must be 0 or more")
         if self.abstain_instruction not in ABSTAIN_POLICIES:
             raise ValueError(f"abstain_instruction must be one of {ABSTAIN_POLICIES}")
         if self.draft_model and self.draft_model not in MODELS:

@@ -22,7 +22,7 @@ from synthesizer.citations import looks_like_abstention, shown_support, support_
 from synthesizer.config import AnswerConfig
 from synthesizer.decompose import sub_questions
 from synthesizer.llm import LlamaCppLLM
-from synthesizer.prompts import ABSTAIN_TEXT, build_messages, focus, prompt_prefix
+from synthesizer.prompts import ABSTAIN_TEXT, build_lead_messages, build_messages, focus, prompt_prefix
 from synthesizer.shaping import ends_complete, repeats, segments
 from synthesizer.textutil import content_terms, named_terms, split_sentences
 from synthesizer.types import Answer, Citation, SentenceSupport, Timings
@@ -294,16 +294,23 @@ class Synthesizer:
         extractive fallback must answer instead."""
         c = self.config
         fast = run.mode == "fast"
-        messages, used = self.prompt(run, llm, passages)
+        lead = self.lead_prompt(run, llm, passages)
+        if lead is not None:
+            first, messages, used = lead
+            source = _lead_stream(llm, first, messages)
+        else:
+            messages, used = self.prompt(run, llm, passages)
+            source = _stream(llm, messages)
+        prompt_text = messages[0]["content"] + messages[1]["content"]
         passages = passages[:used]
-        run.timings["prompt_tokens"] = _token_counter(llm)(messages[0]["content"] + messages[1]["content"])
+        run.timings["prompt_tokens"] = _token_counter(llm)(prompt_text)
         # a model's one-time load does not eat into the mode's budget
         deadline = (run.t0 + run.timings.get("model_load_ms", 0.0) / 1000
                     + (c.fast_deadline_s if fast else c.slow_deadline_s))
         text, first_token, n_tokens = "", None, 0
         t_gen = time.perf_counter()
         try:
-            for delta in _stream(llm, messages):
+            for delta in source:
                 if first_token is None:
                     first_token = time.perf_counter()
                 text += delta
@@ -333,22 +340,45 @@ class Synthesizer:
 
     def prompt(self, run: _Run, llm: LLM, passages: list[Hit]) -> tuple[list[dict], int]:
         """The chat messages for `run`'s mode, and how many of `passages` they quote."""
-        c = self.config
         fast = run.mode == "fast"
-        max_tokens = c.fast_max_tokens if fast else c.slow_max_tokens
-        n_ctx = c.fast_n_ctx if fast else c.slow_n_ctx
+        return build_messages(run.question, self._quoted(run, passages), _token_counter(llm), self._budget(run),
+                              allow_abstain=self._offer_abstain(run, passages), inline_citations=not fast)
+
+    def lead_prompt(self, run: _Run, llm: LLM, passages: list[Hit]) -> tuple[list[dict], list[dict], int] | None:
+        """The quick start (`fast_lead_passages`, `slow_lead_passages`): the prompt quoting only the
+        best passages, for the first sentence, and the one quoting them all, which goes on with it;
+        None when it does not apply (no lead, too few passages, an LLM that cannot go on with a reply)."""
+        fast = run.mode == "fast"
+        lead = self.config.fast_lead_passages if fast else self.config.slow_lead_passages
+        if lead <= 0 or len(passages) <= lead or not hasattr(llm, "stream_continue"):
+            return None
+        first, full, used = build_lead_messages(run.question, self._quoted(run, passages), _token_counter(llm),
+                                                self._budget(run), lead, allow_abstain=self._offer_abstain(run, passages),
+                                                inline_citations=not fast)
+        return (first, full, used) if used > lead else None
+
+    def _quoted(self, run: _Run, passages: list[Hit]) -> list[str]:
+        """Each passage as the prompt quotes it: its header, then its densest window or all of it."""
+        c = self.config
         q_terms = content_terms(run.question)
         window = self.passages_for(run.mode, run.focused)[1]
-        keep_code = c.slow_keep_code and not fast
-        texts = [f"{_header(h)}: " + (focus(h.text, q_terms, window, keep_code) if window else h.text) for h in passages]
-        # The small fast model answers "NOT IN SOURCES" far too eagerly when offered it, so fast
-        # mode leaves abstention to the evidence gate before and the verifier after generation.
-        policy = c.abstain_instruction
-        # borderline: the model is offered NOT IN SOURCES when the passages it reads hold little of the question
-        offer = not fast and (policy == "always" or (policy == "borderline"
-                                                     and self.coverage(run.question, passages[:3]) < c.borderline_evidence))
-        return build_messages(run.question, texts, _token_counter(llm), n_ctx - max_tokens,
-                              allow_abstain=offer, inline_citations=not fast)
+        keep_code = c.slow_keep_code and run.mode != "fast"
+        return [f"{_header(h)}: " + (focus(h.text, q_terms, window, keep_code) if window else h.text) for h in passages]
+
+    def _budget(self, run: _Run) -> int:
+        """Prompt tokens the mode's context leaves after its answer."""
+        c = self.config
+        return c.fast_n_ctx - c.fast_max_tokens if run.mode == "fast" else c.slow_n_ctx - c.slow_max_tokens
+
+    def _offer_abstain(self, run: _Run, passages: list[Hit]) -> bool:
+        """Whether the prompt offers NOT IN SOURCES. The small fast model answers it far too eagerly
+        when offered, so fast mode leaves abstention to the evidence gate before and the verifier
+        after generation; borderline: offered when the passages read hold little of the question."""
+        c = self.config
+        if run.mode == "fast":
+            return False
+        return c.abstain_instruction == "always" or (
+            c.abstain_instruction == "borderline" and self.coverage(run.question, passages[:3]) < c.borderline_evidence)
 
     def _verify(self, run: _Run, llm: LLM, text: str, passages: list[Hit]) -> Answer:
         """Check every sentence against its source; keep code only as quoted from it."""
@@ -525,6 +555,40 @@ def _stream(llm: LLM, messages: list[dict]) -> Iterator[str]:
     for resp in llm.stream_chat(msgs):
         if resp.delta:
             yield resp.delta
+
+
+_ABSTAIN_REPLY = "NOT IN SOURCES"
+_SENTENCE_END = re.compile(r"(?:[.!?](?:\s*\[\d+(?:\s*,\s*\d+)*\])+|\[\d+(?:\s*,\s*\d+)*\]\s*[.!?]|[.!?])[\"')]*$")
+
+
+def _lead_stream(llm: LLM, first: list[dict], full: list[dict]) -> Iterator[str]:
+    """The first sentence from the `first` prompt (the best passages), then the rest of the answer
+    from the `full` prompt (every passage), going on from that sentence.
+
+    `full` begins as `first` does, so only the other passages are evaluated again. When the first
+    prompt gets NOT IN SOURCES (the best passages alone do not answer), `full` answers afresh; that
+    reply is held back, never streamed."""
+    text, shown = "", False
+    gen = _stream(llm, first)
+    for delta in gen:
+        if shown and _first_sentence_done(text) and delta[:1].isspace() and not delta.lstrip().startswith("["):
+            break  # the second sentence begins: the other passages come first
+        text += delta
+        if not shown and _ABSTAIN_REPLY.startswith(text.strip().upper()):
+            continue  # may be the abstain reply: hold it
+        yield delta if shown else text
+        shown = True
+    gen.close()
+    if not shown:
+        yield from _stream(llm, full)
+        return
+    yield from llm.stream_continue(full, text)
+
+
+def _first_sentence_done(text: str) -> bool:
+    """Whether `text` ends a sentence of 4+ words outside any code block."""
+    t = text.rstrip()
+    return t.count("```") % 2 == 0 and len(t.split()) >= 4 and bool(_SENTENCE_END.search(t))
 
 
 def missing_names(question: str, hits: list[Hit]) -> list[str]:

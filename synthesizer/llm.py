@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import logging
 import threading
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from typing import Any
 
 from llama_index.core.base.llms.types import (ChatMessage, ChatResponse, ChatResponseGen,
@@ -187,6 +187,21 @@ class LlamaCppLLM(CustomLLM):
                 text += delta
                 yield CompletionResponse(text=text, delta=delta)
         return gen()
+
+    def stream_continue(self, messages: list[dict], reply_start: str) -> Iterator[str]:
+        """Stream the rest of the assistant's reply to `messages` when it begins with `reply_start`
+        (rendered with the GGUF's own chat template, as create_chat_completion does)."""
+        from llama_cpp.llama_chat_format import Jinja2ChatFormatter
+        llama = self._llama
+        template = llama.metadata.get("tokenizer.chat_template")
+        if not template:
+            raise ModelUnavailable(f"{self.model_name} has no chat template")
+        formatter = Jinja2ChatFormatter(template=template, eos_token=llama._model.token_get_text(llama.token_eos()),
+                                        bos_token=llama._model.token_get_text(llama.token_bos()))
+        prompt = formatter(messages=messages).prompt + reply_start
+        for part in llama.create_completion(prompt, stream=True, **self._gen_kwargs({})):
+            if part["choices"][0]["text"]:
+                yield part["choices"][0]["text"]
 
     @staticmethod
     def _messages(messages: Sequence[ChatMessage]) -> list[dict]:

@@ -19,6 +19,7 @@ PLAIN_INSTRUCTIONS = ("Using only the sources above, answer in your own words: s
 ABSTAIN_INSTRUCTION = " If the sources say nothing relevant to the question, reply only: NOT IN SOURCES"
 
 ABSTAIN_TEXT = "The indexed sources don't answer this question."
+HEAD = "Sources:\n"
 
 
 def build_messages(question: str, passages: list[str], count_tokens: Callable[[str], int],
@@ -27,15 +28,46 @@ def build_messages(question: str, passages: list[str], count_tokens: Callable[[s
     """System + user messages with as many passages as fit in `budget_tokens`.
 
     Returns the messages and how many passages were included (the last one may be cut)."""
-    head = "Sources:\n"
-    tail = f"\nQuestion: {question}\n\n{INSTRUCTIONS if inline_citations else PLAIN_INSTRUCTIONS}"
-    used = count_tokens(SYSTEM + ABSTAIN_INSTRUCTION) + count_tokens(head) + count_tokens(tail) + 24  # template tokens
+    tail = _tail(question, INSTRUCTIONS if inline_citations else PLAIN_INSTRUCTIONS)
+    used = count_tokens(SYSTEM + ABSTAIN_INSTRUCTION) + count_tokens(HEAD) + count_tokens(tail) + 24  # template tokens
+    blocks = _blocks(passages, count_tokens, budget_tokens - used)
+    return [_system(allow_abstain), {"role": "user", "content": HEAD + "\n".join(blocks) + tail}], len(blocks)
+
+
+def build_lead_messages(question: str, passages: list[str], count_tokens: Callable[[str], int],
+                        budget_tokens: int, lead: int, allow_abstain: bool = True, inline_citations: bool = True
+                        ) -> tuple[list[dict], list[dict], int]:
+    """Two prompts for a quick start, each laid out as `build_messages` lays one out. The first
+    quotes only the `lead` best passages, so the first sentence comes after a short prompt; the
+    second quotes them all and begins exactly as the first does, so the model goes on with its
+    answer reusing the lead passages' KV cache. Returns (first, second, passages quoted)."""
+    tail = _tail(question, INSTRUCTIONS if inline_citations else PLAIN_INSTRUCTIONS)
+    used = count_tokens(SYSTEM + ABSTAIN_INSTRUCTION) + count_tokens(HEAD) + count_tokens(tail) + 24  # template tokens
+    blocks = _blocks(passages, count_tokens, budget_tokens - used)
+    system = _system(allow_abstain)
+    return ([system, {"role": "user", "content": HEAD + "\n".join(blocks[:lead]) + tail}],
+            [system, {"role": "user", "content": HEAD + "\n".join(blocks) + tail}], len(blocks))
+
+
+def _tail(question: str, instructions: str) -> str:
+    return f"\nQuestion: {question}\n\n{instructions}"
+
+
+def _system(allow_abstain: bool) -> dict:
+    # The abstain instruction sits in the system message: as the last words of the user message
+    # it made Qwen2.5-1.5B answer NOT IN SOURCES even when source [1] held the answer.
+    return {"role": "system", "content": SYSTEM + (ABSTAIN_INSTRUCTION if allow_abstain else "")}
+
+
+def _blocks(passages: list[str], count_tokens: Callable[[str], int], room_tokens: int) -> list[str]:
+    """Numbered, quoted passages within `room_tokens`; the last one may be cut to fit."""
     blocks: list[str] = []
+    used = 0
     for i, text in enumerate(passages, start=1):
         block = f"[{i}] \"\"\"{_defang(text)}\"\"\"\n"
         cost = count_tokens(block)
-        if used + cost > budget_tokens:
-            room = budget_tokens - used - count_tokens(f"[{i}] \"\"\"\"\"\"\n") - 8
+        if used + cost > room_tokens:
+            room = room_tokens - used - count_tokens(f"[{i}] \"\"\"\"\"\"\n") - 8
             if room < 48:
                 break
             words = text.split()
@@ -44,25 +76,17 @@ def build_messages(question: str, passages: list[str], count_tokens: Callable[[s
                 words = words[: int(len(words) * 0.8)]
             if not words:
                 break
-            block = f"[{i}] \"\"\"{_defang(' '.join(words))}\"\"\"\n"
-            cost = count_tokens(block)
-            blocks.append(block)
-            used += cost
+            blocks.append(f"[{i}] \"\"\"{_defang(' '.join(words))}\"\"\"\n")
             break
         blocks.append(block)
         used += cost
-    user = head + "\n".join(blocks) + tail
-    # The abstain instruction sits in the system message: as the last words of the user message
-    # it made Qwen2.5-1.5B answer NOT IN SOURCES even when source [1] held the answer.
-    system = SYSTEM + (ABSTAIN_INSTRUCTION if allow_abstain else "")
-    return [{"role": "system", "content": system}, {"role": "user", "content": user}], len(blocks)
+    return blocks
 
 
 def prompt_prefix(allow_abstain: bool = True) -> list[dict]:
     """The fixed start of every prompt (system message, then the user message's first line):
     evaluating it ahead leaves its KV cache ready for the first question."""
-    return [{"role": "system", "content": SYSTEM + (ABSTAIN_INSTRUCTION if allow_abstain else "")},
-            {"role": "user", "content": "Sources:\n[1] \"\"\""}]
+    return [_system(allow_abstain), {"role": "user", "content": HEAD + "[1] \"\"\""}]
 
 
 def _defang(text: str) -> str:

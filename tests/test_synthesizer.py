@@ -304,3 +304,111 @@ def test_auto_choosing_slow_quotes_what_slow_mode_quotes_or_its_best_passages_fo
         assert len(quoted) == len(ids) and all(len(p.split()) <= words + 30 for p in quoted)  # + title, heading
     else:
         assert reason == "auto chose slow" and (ids, prompt) == (slow_ids, slow_prompt)
+
+
+def test_lead_prompts_share_their_start_and_quote_every_passage():
+    from synthesizer.prompts import build_lead_messages
+    count = lambda s: len(s) // 3 + 1  # noqa: E731
+    passages = [f"Passage {n} says tomatoes need {n} litres of water a day." for n in range(1, 6)]
+    first, full, used = build_lead_messages("How much water do tomatoes need?", passages, count, 900, lead=1)
+    assert used == 5 and first[0] == full[0]
+    user1, user2 = first[1]["content"], full[1]["content"]
+    end_of_lead = user1.index('"""\n') + 4
+    assert user2[:end_of_lead] == user1[:end_of_lead]  # the lead passage's KV cache serves the second
+    assert "[2]" not in user1 and all(f"[{n}]" in user2 for n in range(1, 6))
+    # each laid out as the one-prompt answer is: the question and instructions after the sources
+    assert user2 == build_messages("How much water do tomatoes need?", passages, count, 900)[0][1]["content"]
+    assert user1.endswith(user2[user2.index("\nQuestion:"):])
+    # within a tight budget the last passages are left out, never the lead
+    first, full, used = build_lead_messages("How much water?", passages, count, 300, lead=1)
+    assert 1 <= used < 5 and "[1]" in first[1]["content"]
+
+
+@pytest.mark.parametrize("text, done", [
+    ("Default values are evaluated once [1].", True),
+    ("Default values are evaluated once. [1]", True),
+    ("Default values are evaluated once.", True),
+    ("Default values are", False),
+    ("Yes [1].", False),  # too short to be the answer's first sentence
+    ("Write it like this:\n```python\nx = 1.", False),  # inside a code block
+    ("Write it like this:\n```python\nx = 1\n```\nThen call it.", True),
+])
+def test_the_first_sentence_is_done_at_its_end_outside_code(text, done):
+    from synthesizer.engine import _first_sentence_done
+    assert _first_sentence_done(text) is done
+
+
+class _Scripted:
+    """An LLM that replies from a script (the control flow of the two prompts is under test;
+    the real model's continuation is tested below)."""
+
+    def __init__(self, first: list[str], rest: list[str]):
+        self.first, self.rest, self.calls = first, rest, []
+
+    def stream_chat(self, messages):
+        from types import SimpleNamespace
+        self.calls.append(("chat", messages))
+        for d in (self.first if len(self.calls) == 1 else self.rest):
+            yield SimpleNamespace(delta=d)
+
+    def stream_continue(self, messages, reply_start):
+        self.calls.append(("continue", messages, reply_start))
+        yield from self.rest
+
+
+def test_lead_stream_writes_the_first_sentence_then_goes_on_from_it():
+    from synthesizer.engine import _lead_stream
+    first, full = [{"role": "user", "content": "lead"}], [{"role": "user", "content": "all"}]
+    llm = _Scripted(["Water", " them", " every", " morning", " [1].", " The", " soil", " dries", "."],
+                    [" The", " soil", " dries", " by", " noon", " [2]."])
+    out = "".join(_lead_stream(llm, first, full))
+    # the first prompt's second sentence is cut off; the full prompt goes on from the first sentence
+    assert out == "Water them every morning [1]. The soil dries by noon [2]."
+    assert llm.calls[1] == ("continue", full, "Water them every morning [1].")
+
+
+def test_lead_stream_holds_back_an_abstention_and_answers_from_every_passage():
+    from synthesizer.engine import _lead_stream
+    first, full = [{"role": "user", "content": "lead"}], [{"role": "user", "content": "all"}]
+    llm = _Scripted(["NOT", " IN", " SOURCES"], ["Source", " [3]", " says", " to", " water", " daily", "."])
+    out = "".join(_lead_stream(llm, first, full))
+    assert "NOT IN" not in out and out == "Source [3] says to water daily."
+    assert [c[0] for c in llm.calls] == ["chat", "chat"] and llm.calls[1][1][0].content == "all"
+
+
+def test_continuing_a_reply_renders_the_chat_template_as_chat_does():
+    from synthesizer.llm import LlamaCppLLM
+    from llama_index.core.base.llms.types import ChatMessage
+    llm = LlamaCppLLM(model_name="smollm2-135m", n_ctx=1024, max_tokens=24, copy_penalty=0.0, adaptive_threads=False)
+    messages = [{"role": "system", "content": "You answer briefly."},
+                {"role": "user", "content": "Name three colours."}]
+    chat = "".join(r.delta for r in llm.stream_chat([ChatMessage(role=m["role"], content=m["content"])
+                                                      for m in messages]))
+    llm.llama.reset()
+    # the same prompt tokens give the same reply (its first words: later ones may flip on near-ties
+    # with the KV state left by earlier tests)
+    assert chat and "".join(llm.stream_continue(messages, "")).split()[:6] == chat.split()[:6]
+    start = chat.split()[0]
+    rest = "".join(llm.stream_continue(messages, start))
+    assert rest.strip() and not rest.lstrip().startswith(start)  # goes on from its start, not over again
+
+
+def test_slow_mode_with_a_lead_answers_in_two_steps_with_citations(engine, monkeypatch):
+    import synthesizer.engine as se
+    cfg = dataclasses.replace(engine.config, answer=dataclasses.replace(TINY, slow_lead_passages=1, slow_passages=3))
+    eng = Engine(engine.data_dir, cfg, embedder=engine.embedder)
+    calls = []
+    original = se._lead_stream
+
+    def spy(llm, first, full):
+        calls.append((first, full))
+        yield from original(llm, first, full)
+
+    monkeypatch.setattr(se, "_lead_stream", spy)
+    items = list(eng.ask_stream("How often should the compost heap be turned?", mode="slow"))
+    ans = items[-1]
+    assert isinstance(ans, Answer) and len(calls) == 1
+    first, full = calls[0]
+    assert "[1]" in first[1]["content"] and "[2]" not in first[1]["content"] and "[2]" in full[1]["content"]
+    if not ans.abstained:
+        assert ans.citations and all(isinstance(i, str) for i in items[:-1])
