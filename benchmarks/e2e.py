@@ -8,6 +8,7 @@ Prints a table and writes every figure to benchmarks/out/e2e.json.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import datetime as dt
 import json
 import os
@@ -214,7 +215,9 @@ def bench_answer(engine: Engine, questions: list[str], mode: str = "fast") -> di
     deadline). The messages are captured first by asks whose generation yields nothing (these also
     warm retrieval); then ours and raw take turns going first, and the KV cache is reset before
     every generation so neither reuses the other's prompt."""
-    cfg = engine.config.answer
+    # one prompt, one generation on each side: the quick start's two prompts have no raw counterpart
+    cfg = dataclasses.replace(engine.config.answer, fast_lead_passages=0, slow_lead_passages=0)
+    engine = Engine(engine.data_dir, dataclasses.replace(engine.config, answer=cfg), embedder=engine.embedder)
     model, n_ctx, max_tokens = ((cfg.fast_model, cfg.fast_n_ctx, cfg.fast_max_tokens) if mode == "fast"
                                 else (cfg.slow_model, cfg.slow_n_ctx, cfg.slow_max_tokens))
     t = time.perf_counter()

@@ -5,7 +5,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
-from synthesizer.shaping import ends_complete, quote_code, repeats, segments
+from synthesizer.shaping import ends_complete, quote_code, repeats, segments, unpoint
 from synthesizer.textutil import content_terms, split_sentences, support
 
 _MARKER = re.compile(r"\s*\[(\d{1,3}(?:\s*,\s*\d{1,3})*)\]")
@@ -34,6 +34,7 @@ class Checked:
     fragments_dropped: int = 0  # unfinished trailing sentences, and "...:" lead-ins to dropped code
     repeats_dropped: int = 0  # sentences that said again what an earlier one said
     questions_dropped: int = 0  # sentences that asked a question (the page's FAQ heading, echoed)
+    pointers_dropped: int = 0  # pointers to a code example the answer does not show (sentences or clauses)
 
 
 _FRAME = re.compile(r"^(?:the )?(?:direct |short )?answer(?: to (?:the|your) question)?(?: is(?: that)?\s+|\s*:\s*)", re.I)
@@ -86,7 +87,7 @@ def verify(answer: str, passages: list[str], min_support: float, drop_unsupporte
     terms = [content_terms(p) for p in passages]
     # items: [kind, claim, refs, status, support]
     items: list[list] = []
-    dropped = invalid = supported = total = code_dropped = fragments = repeated = questions = 0
+    dropped = invalid = supported = total = code_dropped = fragments = repeated = questions = pointers = 0
     for seg in segments(answer):
         if seg.code:
             quoted = quote_code(seg.text, passages)
@@ -139,6 +140,15 @@ def verify(answer: str, passages: list[str], min_support: float, drop_unsupporte
     while kept and kept[-1][0] == "prose" and not ends_complete(kept[-1][1]):
         kept.pop()
         fragments += 1
+    if not any(it[0] == "code" for it in kept):  # "as shown in the code example": no example is shown
+        for it in [it for it in kept if it[0] == "prose"]:
+            claim = unpoint(it[1])
+            if claim is None:
+                kept.remove(it)
+                pointers += 1
+            elif claim != it[1]:
+                it[1] = claim
+                pointers += 1
     # a code block is cited through the sentence before it (markers never go inside code)
     for i, it in enumerate(kept):
         if it[0] == "code":
@@ -170,7 +180,7 @@ def verify(answer: str, passages: list[str], min_support: float, drop_unsupporte
                    invalid_markers=invalid, supported_citations=supported, total_citations=total,
                    sentences=sentences, code_quoted=sum(it[0] == "code" for it in kept),
                    code_dropped=code_dropped, fragments_dropped=fragments, repeats_dropped=repeated,
-                   questions_dropped=questions)
+                   questions_dropped=questions, pointers_dropped=pointers)
 
 
 def support_span(claim: str, passage: str) -> tuple[int, int]:

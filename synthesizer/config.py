@@ -20,8 +20,8 @@ class AnswerConfig:
     slow_passages: int = 5
     fast_passage_words: int = 60  # fast mode quotes only this many words of each passage
     slow_passage_words: int = 120  # slow mode likewise when > 0 (0: whole passages)
-    fast_lead_passages: int = 0  # > 0: the first sentence is written from this many best passages, then the rest are read
-    slow_lead_passages: int = 0  #   (quick first token; the answer goes on from that sentence)
+    fast_lead_passages: int = 1  # > 0: the first sentence is written from this many best passages, then the rest are read
+    slow_lead_passages: int = 1  #   (quick first token; the answer goes on from that sentence)
     slow_keep_code: bool = True  # slow windows keep a fenced code block whole (or leave it out), never flattened
     # auto, complex question, confident retrieval: the slow model on this many passages, this many
     # words of each (0 passages: whole slow mode instead); see RESULTS, issue 12, fourth session

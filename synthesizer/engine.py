@@ -393,7 +393,8 @@ class Synthesizer:
                             (checked.code_dropped, "code block(s) found in no source removed"),
                             (checked.fragments_dropped, "unfinished sentence(s) removed"),
                             (checked.repeats_dropped, "repeated sentence(s) removed"),
-                            (checked.questions_dropped, "question(s) echoed from the sources removed")):
+                            (checked.questions_dropped, "question(s) echoed from the sources removed"),
+                            (checked.pointers_dropped, "pointer(s) to a code example not shown removed")):
             if count:
                 run.notes.append(f"{count} {what}")
         if not checked.kept or not checked.cited:

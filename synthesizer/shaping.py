@@ -48,6 +48,24 @@ def segments(text: str) -> list[Segment]:
     return [s for s in out if s.text.strip()]
 
 
+_POINTER_CLAUSE = re.compile(
+    r",?\s+(?:as\s+)?(?:is\s+|are\s+)?(?:shown|demonstrated|illustrated|seen|explained)\s+(?:in|by)\s+"
+    r"(?:the|this|that)\s+(?:following\s+|above\s+)?(?:code\s+)?(?:example|snippet|code|listing)"
+    r"(?:\s+(?:below|above))?(?:\s+(?:in|from)\s+(?:the\s+)?source(?:\s*\[?\d+\]?)?)?(?=\s*[.!]?$)", re.I)
+_POINTER_SENTENCE = re.compile(
+    r"^(?:this|that|it|these|the (?:code|example))\s+(?:is|are|can be)\s+(?:shown|demonstrated|illustrated|seen)"
+    r"\s+(?:in|by)\b.*\b(?:example|snippet|code|source)\b|^see\b.*\b(?:example|snippet|code)\b", re.I)
+
+
+def unpoint(claim: str) -> str | None:
+    """`claim` without a pointer to a code example, for an answer that shows none: None when the
+    whole sentence is such a pointer ("This is illustrated by the example in source."), else the
+    sentence with a trailing ", as shown in the code example" taken off."""
+    if _POINTER_SENTENCE.search(claim.strip()):
+        return None
+    return _POINTER_CLAUSE.sub("", claim.rstrip())
+
+
 def _norm_code(code: str) -> str:
     return " ".join(_MARKER.sub(" ", code).split())
 

@@ -331,3 +331,22 @@ def test_echoed_instruction_words_are_removed():
 
     out = _unframe('To get the source, start with a one-sentence answer: download it from python.org.')
     assert "one-sentence" not in out and out.startswith("To get the source") and out.endswith("python.org.")
+
+
+def test_a_pointer_to_a_code_example_not_shown_is_taken_off():
+    passages = ["Default values are evaluated only once, when the function is defined. Mutable defaults "
+                "are therefore shared between calls.\n```\ndef foo(mydict={}):\n    ...\n```"]
+    draft = ("Default values are evaluated only once, when the function is defined, as demonstrated in the "
+             "code example [1]. This is illustrated by the example in source [1].")
+    checked = verify(draft, passages, 0.5)
+    assert checked.text == "Default values are evaluated only once, when the function is defined [1]."
+    assert checked.pointers_dropped >= 1  # the clause (the bare pointer sentence may go as unsupported first)
+    from synthesizer.shaping import unpoint
+    assert unpoint("This is illustrated by the example in source.") is None
+    assert unpoint("Lists are mutable, as shown in the following code snippet below.") == "Lists are mutable."
+    assert unpoint("The example shows that lists are mutable.") == "The example shows that lists are mutable."
+    # with the example shown, the pointer points at something and stays
+    shown = verify(draft.replace(" This is illustrated", " For example:\n```\ndef foo(mydict={}):\n    ...\n```\n"
+                                 "This is illustrated"), passages, 0.5)
+    assert "as demonstrated in the code example" in shown.text and "```" in shown.text
+    assert shown.pointers_dropped == 0

@@ -283,14 +283,21 @@ def test_the_gate_reads_the_fused_order_so_every_mode_decides_alike(engine):
 def test_auto_choosing_slow_quotes_what_slow_mode_quotes_or_its_best_passages_focused(engine, monkeypatch):
     synth = engine.synthesizer()
     seen = {}
-    original = type(synth).prompt
+    original, original_lead = type(synth).prompt, type(synth).lead_prompt
 
     def recording(self, run, llm, passages):
         messages, used = original(self, run, llm, passages)
         seen[run.reason.split(":")[0]] = ([p.chunk_id for p in passages[:used]], messages[1]["content"])
         return messages, used
 
+    def recording_lead(self, run, llm, passages):  # the quick start: its prompt over every passage
+        lead = original_lead(self, run, llm, passages)
+        if lead is not None:
+            seen[run.reason.split(":")[0]] = ([p.chunk_id for p in passages[:lead[2]]], lead[1][1]["content"])
+        return lead
+
     monkeypatch.setattr(type(synth), "prompt", recording)
+    monkeypatch.setattr(type(synth), "lead_prompt", recording_lead)
     q = "Why should vegetables be watered early in the morning?"
     engine.ask(q, mode="slow")
     slow_ids, slow_prompt = seen.pop("slow mode requested")
