@@ -566,9 +566,10 @@ def _lead_stream(llm: LLM, first: list[dict], full: list[dict]) -> Iterator[str]
     """The first sentence from the `first` prompt (the best passages), then the rest of the answer
     from the `full` prompt (every passage), going on from that sentence.
 
-    `full` begins as `first` does, so only the other passages are evaluated again. When the first
-    prompt gets NOT IN SOURCES (the best passages alone do not answer), `full` answers afresh; that
-    reply is held back, never streamed."""
+    `full` begins as `first` does, so the system message and the best passages are not evaluated
+    again (the question, the instructions and the first sentence are, after the other passages).
+    When the first prompt gets NOT IN SOURCES (the best passages alone do not answer), `full`
+    answers afresh; that reply is held back, never streamed."""
     text, shown = "", False
     gen = _stream(llm, first)
     for delta in gen:

@@ -76,8 +76,9 @@ class NoCopy:
     list the model knows well, copied item by item, outlasts a flat penalty); the push fades one
     step per token of the model's own. Code (inside ``` fences) may be copied: it is quoted whole."""
 
-    def __init__(self, llama, penalty: float, n: int = 6, max_scale: float = 4.0):
+    def __init__(self, llama, penalty: float, n: int = 6, max_scale: float = 4.0, written: int = 0):
         self.llama, self.penalty, self.n, self.max_scale = llama, penalty, n, max_scale
+        self.written = written  # the prompt's last tokens are the model's own reply, being continued
         self.start = -1
         self.calls = 0  # one call per sampled token
         self.streak = 0  # calls that found the last n tokens in the prompt, less one per call that did not
@@ -85,13 +86,19 @@ class NoCopy:
 
     def __call__(self, input_ids, scores):
         ids = [int(t) for t in input_ids]
-        if self.start < 0:  # first call: everything so far is the prompt
-            self.start = len(ids)
-            for i in range(len(ids) - self.n):
+        if self.start < 0:  # first call: everything so far is the prompt, less the reply being continued
+            self.start = len(ids) - self.written
+            for i in range(self.start - self.n):
                 self.next.setdefault(tuple(ids[i:i + self.n]), set()).add(ids[i + self.n])
+            reply = ids[self.start:]
+            for j in range(self.n, len(reply)):  # a copy running in the reply so far keeps its push
+                if reply[j] in self.next.get(tuple(reply[j - self.n:j]), ()):
+                    self.streak += 1
+                elif self.streak:
+                    self.streak -= 1
         # tokens made so far: under speculative decoding input_ids also holds the draft being
         # checked, past the position now sampled, so count calls rather than take the tail
-        made = ids[self.start:self.start + self.calls]
+        made = ids[self.start:self.start + self.written + self.calls]
         self.calls += 1
         if len(made) < self.n:
             return scores
@@ -163,14 +170,14 @@ class LlamaCppLLM(CustomLLM):
             drafter._ctx.set_n_threads(n, n)
         self._threads_used = n
 
-    def _gen_kwargs(self, kw: dict) -> dict:
+    def _gen_kwargs(self, kw: dict, written: int = 0) -> dict:
         self._set_threads()
         out = {"max_tokens": kw.get("max_tokens", self.max_tokens),
                "temperature": kw.get("temperature", self.temperature),
                "stop": STOP, "repeat_penalty": kw.get("repeat_penalty", 1.1)}
         if self.copy_penalty > 0:
             from llama_cpp import LogitsProcessorList
-            out["logits_processor"] = LogitsProcessorList([NoCopy(self._llama, self.copy_penalty)])
+            out["logits_processor"] = LogitsProcessorList([NoCopy(self._llama, self.copy_penalty, written=written)])
         return out
 
     @llm_completion_callback()
@@ -199,7 +206,9 @@ class LlamaCppLLM(CustomLLM):
         formatter = Jinja2ChatFormatter(template=template, eos_token=llama._model.token_get_text(llama.token_eos()),
                                         bos_token=llama._model.token_get_text(llama.token_bos()))
         prompt = formatter(messages=messages).prompt + reply_start
-        for part in llama.create_completion(prompt, stream=True, **self._gen_kwargs({})):
+        # the reply's start is the model's own text: the copy check reads it as written, not as prompt
+        written = len(llama.tokenize(reply_start.encode("utf-8"), add_bos=False, special=False)) if reply_start else 0
+        for part in llama.create_completion(prompt, stream=True, **self._gen_kwargs({}, written)):
             if part["choices"][0]["text"]:
                 yield part["choices"][0]["text"]
 

@@ -350,3 +350,24 @@ def test_a_pointer_to_a_code_example_not_shown_is_taken_off():
                                  "This is illustrated"), passages, 0.5)
     assert "as demonstrated in the code example" in shown.text and "```" in shown.text
     assert shown.pointers_dropped == 0
+
+
+def test_no_copy_reads_a_continued_reply_as_written_not_as_prompt():
+    """Going on from a reply's first sentence (the quick start), that sentence is the model's own
+    text: a copy running through it is pushed at once, and the sentence is no source to copy from."""
+    import numpy as np
+
+    from synthesizer.llm import NoCopy, load_llama
+
+    llama = load_llama("smollm2-135m", 1024, 1)
+    source = list(llama.tokenize(b"one two three four five six seven eight nine ten eleven twelve", add_bos=False))
+    copied = source[:6]  # the first sentence copied the source's first six tokens
+    vocab = llama.n_vocab()
+
+    def push(proc, written_ids):
+        return -float(proc(np.array(source + written_ids), np.zeros(vocab, dtype=np.float32))[source[6]])
+
+    # read as written, the copy is already 6 tokens long: the next source token is pushed down
+    assert push(NoCopy(llama, 2.0, n=3, written=len(copied)), copied) > 0
+    # read as prompt (as before), the copy starts from nothing and nothing is pushed yet
+    assert push(NoCopy(llama, 2.0, n=3), copied) == 0
