@@ -559,7 +559,9 @@ def _stream(llm: LLM, messages: list[dict]) -> Iterator[str]:
 
 
 _ABSTAIN_REPLY = "NOT IN SOURCES"
-_SENTENCE_END = re.compile(r"(?:[.!?](?:\s*\[\d+(?:\s*,\s*\d+)*\])+|\[\d+(?:\s*,\s*\d+)*\]\s*[.!?]|[.!?])[\"')]*$")
+# a question does not end the first sentence: it is the page's FAQ heading echoed, and going on from
+# it the model recited the page's answer word for word (56 words, "Why isn't there a switch ...?")
+_SENTENCE_END = re.compile(r"(?:[.!](?:\s*\[\d+(?:\s*,\s*\d+)*\])+|\[\d+(?:\s*,\s*\d+)*\]\s*[.!]|[.!])[\"')]*$")
 
 
 def _lead_stream(llm: LLM, first: list[dict], full: list[dict]) -> Iterator[str]:
@@ -588,7 +590,7 @@ def _lead_stream(llm: LLM, first: list[dict], full: list[dict]) -> Iterator[str]
 
 
 def _first_sentence_done(text: str) -> bool:
-    """Whether `text` ends a sentence of 4+ words outside any code block."""
+    """Whether `text` ends a statement (not a question) of 4+ words outside any code block."""
     t = text.rstrip()
     return t.count("```") % 2 == 0 and len(t.split()) >= 4 and bool(_SENTENCE_END.search(t))
 

@@ -337,6 +337,7 @@ def test_lead_prompts_share_their_start_and_quote_every_passage():
     ("Default values are evaluated once.", True),
     ("Default values are", False),
     ("Yes [1].", False),  # too short to be the answer's first sentence
+    ("Why isn't there a switch statement in Python?", False),  # a heading echoed, not the answer
     ("Write it like this:\n```python\nx = 1.", False),  # inside a code block
     ("Write it like this:\n```python\nx = 1\n```\nThen call it.", True),
 ])
