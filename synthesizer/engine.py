@@ -350,7 +350,7 @@ class Synthesizer:
         None when it does not apply (no lead, too few passages, an LLM that cannot go on with a reply)."""
         fast = run.mode == "fast"
         lead = self.config.fast_lead_passages if fast else self.config.slow_lead_passages
-        if lead <= 0 or len(passages) <= lead or not hasattr(llm, "stream_continue"):
+        if lead <= 0 or len(passages) <= lead or not getattr(llm, "can_continue", False):
             return None
         first, full, used = build_lead_messages(run.question, self._quoted(run, passages), _token_counter(llm),
                                                 self._budget(run), lead, allow_abstain=self._offer_abstain(run, passages),
@@ -559,9 +559,6 @@ def _stream(llm: LLM, messages: list[dict]) -> Iterator[str]:
 
 
 _ABSTAIN_REPLY = "NOT IN SOURCES"
-# a question does not end the first sentence: it is the page's FAQ heading echoed, and going on from
-# it the model recited the page's answer word for word (56 words, "Why isn't there a switch ...?")
-_SENTENCE_END = re.compile(r"(?:[.!](?:\s*\[\d+(?:\s*,\s*\d+)*\])+|\[\d+(?:\s*,\s*\d+)*\]\s*[.!]|[.!])[\"')]*$")
 
 
 def _lead_stream(llm: LLM, first: list[dict], full: list[dict]) -> Iterator[str]:
@@ -591,8 +588,10 @@ def _lead_stream(llm: LLM, first: list[dict], full: list[dict]) -> Iterator[str]
 
 def _first_sentence_done(text: str) -> bool:
     """Whether `text` ends a statement (not a question) of 4+ words outside any code block."""
+    # a question does not end it: it is the page's FAQ heading echoed, and going on from it the
+    # model recited the page's answer word for word (56 words, "Why isn't there a switch ...?")
     t = text.rstrip()
-    return t.count("```") % 2 == 0 and len(t.split()) >= 4 and bool(_SENTENCE_END.search(t))
+    return t.count("```") % 2 == 0 and len(t.split()) >= 4 and ends_complete(t, stops=".!")
 
 
 def missing_names(question: str, hits: list[Hit]) -> list[str]:

@@ -3,6 +3,7 @@ LLM over them that applies each GGUF's own chat template."""
 from __future__ import annotations
 
 import logging
+import re
 import threading
 from collections.abc import Iterator, Sequence
 from typing import Any
@@ -17,11 +18,13 @@ from pydantic import PrivateAttr
 from core.errors import ModelUnavailable
 from synthesizer.backends import load_ggml_backends
 from synthesizer.models import model_path
+from synthesizer.shaping import prose_only, words, written_words
 from synthesizer.threads import threads_for_now
 
 STOP = ["<|im_end|>", "<|endoftext|>"]
 _CACHE: dict[tuple, Any] = {}
 _LOCK = threading.Lock()
+_OPEN_MARKER = re.compile(r"\[[\d, ]*$")  # a citation marker still being written
 
 
 def load_llama(name: str, n_ctx: int, n_threads: int, prompt_lookup_tokens: int = 0,
@@ -71,48 +74,89 @@ def _smol_ok() -> bool:
 
 class NoCopy:
     """A llama.cpp logits processor that keeps the answer in the model's own words: once the
-    last `n` generated tokens stand in the prompt in that order, the tokens that would carry the
-    copy on lose `penalty` logits, more the longer the copy runs (up to `max_scale` times: a
-    list the model knows well, copied item by item, outlasts a flat penalty); the push fades one
-    step per token of the model's own. Code (inside ``` fences) may be copied: it is quoted whole."""
+    last `n` words written stand in the prompt in that order, the tokens that would write the
+    prompt's next word lose `penalty` logits, more the longer the copy runs (up to `max_scale`
+    times: a list the model knows well, copied item by item, outlasts a flat penalty); the push
+    fades one step per word of the model's own. Words are compared as the copy measure reads
+    them (`shaping.words`): line breaks, punctuation, backticks, case and citation markers do not
+    hide a copy. Code (inside ``` fences) may be copied: it is quoted whole."""
 
-    def __init__(self, llama, penalty: float, n: int = 6, max_scale: float = 4.0, written: int = 0):
+    def __init__(self, llama, penalty: float, n: int = 5, max_scale: float = 4.0, written: int = 0):
         self.llama, self.penalty, self.n, self.max_scale = llama, penalty, n, max_scale
         self.written = written  # the prompt's last tokens are the model's own reply, being continued
         self.start = -1
         self.calls = 0  # one call per sampled token
-        self.streak = 0  # calls that found the last n tokens in the prompt, less one per call that did not
-        self.next: dict[tuple[int, ...], set[int]] = {}
+        self.streak = 0  # words that went on with a copy of the prompt, less one per word of its own
+        self.next: dict[tuple[str, ...], set[str]] = {}  # n words -> the prompt's next word, as written there
+        self._last: tuple[int, str] = (0, "")  # (word count, last word) at the previous call
+        self._ids: dict[str, set[int]] = {}
 
     def __call__(self, input_ids, scores):
         ids = [int(t) for t in input_ids]
         if self.start < 0:  # first call: everything so far is the prompt, less the reply being continued
             self.start = len(ids) - self.written
-            for i in range(self.start - self.n):
-                self.next.setdefault(tuple(ids[i:i + self.n]), set()).add(ids[i + self.n])
-            reply = ids[self.start:]
+            shown = written_words(self._text(ids[:self.start]))
+            keys = [w.lower() for w in shown]
+            for i in range(len(keys) - self.n):
+                self.next.setdefault(tuple(keys[i:i + self.n]), set()).add(shown[i + self.n])
+            reply = self._words(self._text(ids[self.start:]))
             for j in range(self.n, len(reply)):  # a copy running in the reply so far keeps its push
-                if reply[j] in self.next.get(tuple(reply[j - self.n:j]), ()):
-                    self.streak += 1
-                elif self.streak:
-                    self.streak -= 1
+                self._count(reply[j] in {w.lower() for w in self.next.get(tuple(reply[j - self.n:j]), ())})
+            self._last = (len(reply), reply[-1] if reply else "")
         # tokens made so far: under speculative decoding input_ids also holds the draft being
         # checked, past the position now sampled, so count calls rather than take the tail
-        made = ids[self.start:self.start + self.written + self.calls]
+        text = self._text(ids[self.start:self.start + self.written + self.calls])
         self.calls += 1
+        if text.count("```") % 2:
+            return scores  # inside a code block
+        made = self._words(text)
         if len(made) < self.n:
             return scores
         follow = self.next.get(tuple(made[-self.n:]))
-        if follow and self.llama.detokenize(made).count(b"```") % 2 == 0:
-            self.streak += 1
-            push = self.penalty * min(self.max_scale, 1.0 + (self.streak - 1) / self.n)
-            for t in follow:
-                scores[t] -= push
-        elif self.streak:
-            # decay rather than reset: a citation marker or inline-code backticks between two
-            # copied stretches break the match for a few tokens, not the copy a reader sees
-            self.streak -= 1
+        if (len(made), made[-1]) != self._last:  # a word was written (or is being written)
+            self._last = (len(made), made[-1])
+            if follow:
+                self._count(True)
+            elif not (text[-1:].isalnum() and self._inside_copied_word(made)):
+                self._count(False)
+        if follow:
+            push = self.penalty * min(self.max_scale, 1.0 + (max(self.streak, 1) - 1) / self.n)
+            for word in follow:
+                for t in self._first_ids(word):
+                    scores[t] -= push
         return scores
+
+    def _count(self, copied: bool) -> None:
+        if copied:
+            self.streak += 1
+        elif self.streak:
+            # decay rather than reset: a word of its own between two copied stretches breaks the
+            # match for a few words, not the copy a reader sees
+            self.streak -= 1
+
+    def _inside_copied_word(self, made: list[str]) -> bool:
+        """Whether the last word, still being written, begins the prompt's next word of a copy."""
+        before = self.next.get(tuple(made[-self.n - 1:-1])) if len(made) > self.n else None
+        return bool(before) and any(w.lower().startswith(made[-1]) for w in before)
+
+    def _first_ids(self, word: str) -> set[int]:
+        """The tokens that begin `word` (after a space or not, as written, lower case or capitalised)."""
+        if word not in self._ids:
+            found = set()
+            for form in {word, word.lower(), word.capitalize()}:
+                for text in (" " + form, form):
+                    toks = self.llama.tokenize(text.encode("utf-8"), add_bos=False, special=False)
+                    if toks and self._text(toks[:1]).strip():
+                        found.add(int(toks[0]))
+            self._ids[word] = found
+        return self._ids[word]
+
+    def _text(self, ids: list[int]) -> str:
+        return self.llama.detokenize(ids).decode("utf-8", "ignore")
+
+    @staticmethod
+    def _words(text: str) -> list[str]:
+        return words(prose_only(_OPEN_MARKER.sub("", text)))
 
 
 class LlamaCppLLM(CustomLLM):
@@ -132,6 +176,7 @@ class LlamaCppLLM(CustomLLM):
     flash_attn: bool = True  # llama.cpp flash attention (faster prompt evaluation)
     _llama: Any = PrivateAttr(default=None)
     _threads_used: int = PrivateAttr(default=0)
+    _formatter: Any = PrivateAttr(default=None)
 
     def __init__(self, **kw: Any):
         super().__init__(**kw)
@@ -195,20 +240,37 @@ class LlamaCppLLM(CustomLLM):
                 yield CompletionResponse(text=text, delta=delta)
         return gen()
 
+    @property
+    def can_continue(self) -> bool:
+        """Whether `stream_continue` can render this model's chat template (the GGUF carries one)."""
+        return self._chat_formatter() is not None
+
+    def _chat_formatter(self):
+        """The GGUF's chat template as create_chat_completion renders it, built once; None without one."""
+        if self._formatter is None:
+            from llama_cpp.llama_chat_format import Jinja2ChatFormatter
+            llama = self._llama
+            template = llama.metadata.get("tokenizer.chat_template")
+            if not template:
+                return None
+            self._formatter = Jinja2ChatFormatter(
+                template=template, eos_token=llama._model.token_get_text(llama.token_eos()),
+                bos_token=llama._model.token_get_text(llama.token_bos()))
+        return self._formatter
+
     def stream_continue(self, messages: list[dict], reply_start: str) -> Iterator[str]:
         """Stream the rest of the assistant's reply to `messages` when it begins with `reply_start`
-        (rendered with the GGUF's own chat template, as create_chat_completion does)."""
-        from llama_cpp.llama_chat_format import Jinja2ChatFormatter
-        llama = self._llama
-        template = llama.metadata.get("tokenizer.chat_template")
-        if not template:
+        (rendered with the GGUF's own chat template, as create_chat_completion does); the whole
+        reply stays within `max_tokens`."""
+        formatter = self._chat_formatter()
+        if formatter is None:
             raise ModelUnavailable(f"{self.model_name} has no chat template")
-        formatter = Jinja2ChatFormatter(template=template, eos_token=llama._model.token_get_text(llama.token_eos()),
-                                        bos_token=llama._model.token_get_text(llama.token_bos()))
+        llama = self._llama
         prompt = formatter(messages=messages).prompt + reply_start
         # the reply's start is the model's own text: the copy check reads it as written, not as prompt
         written = len(llama.tokenize(reply_start.encode("utf-8"), add_bos=False, special=False)) if reply_start else 0
-        for part in llama.create_completion(prompt, stream=True, **self._gen_kwargs({}, written)):
+        room = max(16, self.max_tokens - written)
+        for part in llama.create_completion(prompt, stream=True, **self._gen_kwargs({"max_tokens": room}, written)):
             if part["choices"][0]["text"]:
                 yield part["choices"][0]["text"]
 

@@ -28,10 +28,8 @@ def build_messages(question: str, passages: list[str], count_tokens: Callable[[s
     """System + user messages with as many passages as fit in `budget_tokens`.
 
     Returns the messages and how many passages were included (the last one may be cut)."""
-    tail = _tail(question, INSTRUCTIONS if inline_citations else PLAIN_INSTRUCTIONS)
-    used = count_tokens(SYSTEM + ABSTAIN_INSTRUCTION) + count_tokens(HEAD) + count_tokens(tail) + 24  # template tokens
-    blocks = _blocks(passages, count_tokens, budget_tokens - used)
-    return [_system(allow_abstain), {"role": "user", "content": HEAD + "\n".join(blocks) + tail}], len(blocks)
+    system, blocks, tail = _parts(question, passages, count_tokens, budget_tokens, allow_abstain, inline_citations)
+    return [system, {"role": "user", "content": HEAD + "\n".join(blocks) + tail}], len(blocks)
 
 
 def build_lead_messages(question: str, passages: list[str], count_tokens: Callable[[str], int],
@@ -41,12 +39,17 @@ def build_lead_messages(question: str, passages: list[str], count_tokens: Callab
     quotes only the `lead` best passages, so the first sentence comes after a short prompt; the
     second quotes them all and begins exactly as the first does, so the model goes on with its
     answer reusing the lead passages' KV cache. Returns (first, second, passages quoted)."""
-    tail = _tail(question, INSTRUCTIONS if inline_citations else PLAIN_INSTRUCTIONS)
-    used = count_tokens(SYSTEM + ABSTAIN_INSTRUCTION) + count_tokens(HEAD) + count_tokens(tail) + 24  # template tokens
-    blocks = _blocks(passages, count_tokens, budget_tokens - used)
-    system = _system(allow_abstain)
+    system, blocks, tail = _parts(question, passages, count_tokens, budget_tokens, allow_abstain, inline_citations)
     return ([system, {"role": "user", "content": HEAD + "\n".join(blocks[:lead]) + tail}],
             [system, {"role": "user", "content": HEAD + "\n".join(blocks) + tail}], len(blocks))
+
+
+def _parts(question: str, passages: list[str], count_tokens: Callable[[str], int], budget_tokens: int,
+           allow_abstain: bool, inline_citations: bool) -> tuple[dict, list[str], str]:
+    """The system message, the quoted passages that fit in the budget, and the user message's tail."""
+    tail = _tail(question, INSTRUCTIONS if inline_citations else PLAIN_INSTRUCTIONS)
+    used = count_tokens(SYSTEM + ABSTAIN_INSTRUCTION) + count_tokens(HEAD) + count_tokens(tail) + 24  # template tokens
+    return _system(allow_abstain), _blocks(passages, count_tokens, budget_tokens - used), tail
 
 
 def _tail(question: str, instructions: str) -> str:

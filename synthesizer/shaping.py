@@ -118,12 +118,12 @@ def _line_share(code: str, block: str) -> float:
     return sum(line in theirs for line in mine) / len(mine)
 
 
-def ends_complete(sentence: str) -> bool:
-    """True when a prose sentence ends like a finished sentence (., !, ? or a closing quote or
-    bracket after one), markers aside; a trailing ':' or a cut-off word is a fragment."""
+def ends_complete(sentence: str, stops: str = ".!?") -> bool:
+    """True when a prose sentence ends like a finished sentence (one of `stops`, or a closing
+    quote or bracket after one), markers aside; a trailing ':' or a cut-off word is a fragment."""
     s = _MARKER.sub("", sentence).rstrip()
     s = s.rstrip("\"')]*`")
-    return s[-1:] in (".", "!", "?")
+    return s[-1:] != "" and s[-1:] in stops
 
 
 def repeats(sentence: str, earlier: list[str]) -> bool:
@@ -141,6 +141,11 @@ def repeats(sentence: str, earlier: list[str]) -> bool:
 
 def words(text: str) -> list[str]:
     return [w.lower() for w in _WORD.findall(text)]
+
+
+def written_words(text: str) -> list[str]:
+    """The words of `text` as written (case kept), citation markers left out."""
+    return _WORD.findall(_MARKER.sub(" ", text))
 
 
 def prose_only(text: str) -> str:

@@ -312,18 +312,48 @@ def test_copy_penalty_grows_while_a_copy_runs_and_fades_after_it():
     copying = [p for p in pushes if p > 0]
     assert copying[0] == 2.0 and copying == sorted(copying) and copying[-1] == 6.0  # 2 x up to 3x
     peak = proc.streak
-    # a token of its own (a citation marker, a backtick) only dents the streak...
+    # a citation marker is no word of its own: the copy goes on through it...
     # (one call per sampled token, as in generation)
     ids = prompt + made
+    step(ids)  # the call that sees the copy's last word
     for token in llama.tokenize(b" [1]", add_bos=False):
         ids.append(token)
         step(ids)
+    assert proc.streak == peak
+    # ...a word of its own only dents it...
+    ids.append(llama.tokenize(b" zebra", add_bos=False)[0])
+    step(ids)
     assert 0 < proc.streak < peak
     # ...and a stretch of its own words ends it
     for token in llama.tokenize(b" zebra violin harbour cactus" * 6, add_bos=False):
         ids.append(token)
         step(ids)
     assert proc.streak == 0
+
+
+def test_no_copy_sees_a_copy_through_line_breaks_markup_and_markers():
+    """The model re-breaking a page's lines, adding backticks or a marker, or changing case still
+    copies it word for word (the 56-word answer of the ninth session): the next word is pushed."""
+    import numpy as np
+
+    from synthesizer.llm import NoCopy, load_llama
+
+    llama = load_llama("smollm2-135m", 1024, 1)
+    prompt = list(llama.tokenize(b"You can do this easily enough with a sequence of\nif... elif... else.\n"
+                                 b"For literal values, or constants within a namespace, you can use a match",
+                                 add_bos=False))
+    vocab = llama.n_vocab()
+    reply = "You can do this easily enough with a sequence of `if... elif... else` [1]. for literal values, or"
+
+    def pushed(written: str, word: str) -> float:
+        made = list(llama.tokenize(written.encode(), add_bos=False))
+        proc = NoCopy(llama, 2.0, n=4, written=len(made))  # as if the model had written `written`
+        scores = proc(np.array(prompt + made), np.zeros(vocab, dtype=np.float32))
+        return -float(scores[llama.tokenize(word.encode(), add_bos=False)[0]])
+
+    assert pushed(reply, " constants") > 0  # the copy ran on through "`", "[1]." and the line break
+    assert pushed("I would use a sequence of `if... elif... else`.", " For") > 0  # "For" after "\n" in the prompt
+    assert pushed("I would write it with a few tests in a row.", " For") == 0  # own words: nothing pushed
 
 
 def test_echoed_instruction_words_are_removed():

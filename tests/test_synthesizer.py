@@ -399,6 +399,11 @@ def test_continuing_a_reply_renders_the_chat_template_as_chat_does():
     start = chat.split()[0]
     rest = "".join(llm.stream_continue(messages, start))
     assert rest.strip() and not rest.lstrip().startswith(start)  # goes on from its start, not over again
+    # the whole reply, its start included, stays within max_tokens (24)
+    start = " ".join(chat.split()[:4])
+    rest = "".join(llm.stream_continue(messages, start))
+    assert llm.count_tokens(start) + llm.count_tokens(rest) <= 24 + 1  # +1: the seam may split a token
+    assert not llm.llama.metadata.get("tokenizer.chat_template") or llm.can_continue
 
 
 def test_slow_mode_with_a_lead_answers_in_two_steps_with_citations(engine, monkeypatch):
