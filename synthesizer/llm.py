@@ -140,14 +140,20 @@ class NoCopy:
         return bool(before) and any(w.lower().startswith(made[-1]) for w in before)
 
     def _first_ids(self, word: str) -> set[int]:
-        """The tokens that begin `word` (after a space or not, as written, lower case or capitalised)."""
+        """The tokens that begin writing `word` (after a space or not, as written, lower case or
+        capitalised): every token that spells a start of it, so that the word cannot be written in
+        other pieces instead (" d" "iction" "ar" "." was written for " dictionary")."""
         if word not in self._ids:
             found = set()
             for form in {word, word.lower(), word.capitalize()}:
-                for text in (" " + form, form):
-                    toks = self.llama.tokenize(text.encode("utf-8"), add_bos=False, special=False)
+                for space in (" ", ""):
+                    toks = self.llama.tokenize((space + form).encode("utf-8"), add_bos=False, special=False)
                     if toks and self._text(toks[:1]).strip():
                         found.add(int(toks[0]))
+                    for k in range(1, len(form)):
+                        toks = self.llama.tokenize((space + form[:k]).encode("utf-8"), add_bos=False, special=False)
+                        if len(toks) == 1:
+                            found.add(int(toks[0]))
             self._ids[word] = found
         return self._ids[word]
 

@@ -352,6 +352,7 @@ def test_no_copy_sees_a_copy_through_line_breaks_markup_and_markers():
         return -float(scores[llama.tokenize(word.encode(), add_bos=False)[0]])
 
     assert pushed(reply, " constants") > 0  # the copy ran on through "`", "[1]." and the line break
+    assert pushed(reply, " c") > 0  # nor can the word be spelt in smaller pieces
     assert pushed("I would use a sequence of `if... elif... else`.", " For") > 0  # "For" after "\n" in the prompt
     assert pushed("I would write it with a few tests in a row.", " For") == 0  # own words: nothing pushed
 
