@@ -17,7 +17,7 @@ class AnswerConfig:
     fast_model: str = "qwen2.5-coder-0.5b"
     slow_model: str = "qwen2.5-coder-1.5b"
     fast_passages: int = 3
-    slow_passages: int = 5
+    slow_passages: int = 4
     fast_passage_words: int = 60  # fast mode quotes only this many words of each passage
     slow_passage_words: int = 120  # slow mode likewise when > 0 (0: whole passages)
     fast_lead_passages: int = 1  # > 0: the first sentence is written from this many best passages, then the rest are read
