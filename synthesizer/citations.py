@@ -44,7 +44,8 @@ _ECHO = re.compile(r",?\s*\b(?:start with |starting with )?a one-sentence answer
 # the prompt's structure echoed as a label: "One sentence answer: Yes ...", "Reason in two sentences: ..."
 _LABEL = re.compile(
     r"^(?:(?:the )?(?:one[- ]sentence|short|direct|final|brief) answer|answer|"
-    r"(?:the )?reasons?(?: in (?:one or )?(?:one|two|2|a few) sentences?)?|explanation|why)\s*[:\-\u2013]\s*", re.I)
+    r"(?:the )?reasons?(?: in (?:one or )?(?:one|two|2|a few) sentences?)?|explanation|why|"
+    r"paraphrased?|in (?:my|your) own words)\s*[:\-\u2013]\s*", re.I)
 
 
 def _unframe(claim: str) -> str:

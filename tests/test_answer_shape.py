@@ -362,6 +362,9 @@ def test_echoed_instruction_words_are_removed():
 
     out = _unframe('To get the source, start with a one-sentence answer: download it from python.org.')
     assert "one-sentence" not in out and out.startswith("To get the source") and out.endswith("python.org.")
+    # the instructions' "Paraphrase" echoed as a label (two auto answers, tenth session)
+    assert _unframe("Paraphrase: list.sort() sorts the list in place.") == "List.sort() sorts the list in place."
+    assert _unframe("Paraphrased code is still code.") == "Paraphrased code is still code."
 
 
 def test_a_pointer_to_a_code_example_not_shown_is_taken_off():
