@@ -108,6 +108,7 @@ class NoCopy:
         self.next: dict[tuple[str, ...], set[str]] = {}  # n words -> the prompt's next word, as written there
         self._last: tuple[int, str] = (0, "")  # (word count, last word) at the previous call
         self._ids: dict[str, set[int]] = {}
+        self._starts: dict[str, list[int]] | None = None  # the vocabulary's spellings, looked up once
 
     def __call__(self, input_ids, scores):
         ids = [int(t) for t in input_ids]
@@ -162,9 +163,10 @@ class NoCopy:
         after a space or not), so that the word cannot be written in other pieces instead
         (" d" "iction" "ar" "." was written for " dictionary")."""
         if word not in self._ids:
-            starts = _spellings(self.llama)
+            if self._starts is None:
+                self._starts = _spellings(self.llama)
             w = word.lower()
-            self._ids[word] = {t for k in range(1, len(w) + 1) for t in starts.get(w[:k], ())}
+            self._ids[word] = {t for k in range(1, len(w) + 1) for t in self._starts.get(w[:k], ())}
         return self._ids[word]
 
     def _text(self, ids: list[int]) -> str:
