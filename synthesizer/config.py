@@ -24,13 +24,13 @@ class AnswerConfig:
     slow_lead_passages: int = 1  #   (quick first token; the answer goes on from that sentence)
     slow_keep_code: bool = True  # slow windows keep a fenced code block whole (or leave it out), never flattened
     # auto, complex question, confident retrieval: the slow model on this many passages, this many
-    # words of each (0 passages: whole slow mode instead); see RESULTS, issue 12, fourth session
-    auto_slow_passages: int = 3
+    # words of each (0 passages: whole slow mode instead); see RESULTS, issue 12, fourth and eleventh sessions
+    auto_slow_passages: int = 2
     auto_slow_passage_words: int = 80
     prompt_lookup_tokens: int = 0  # > 0: prompt-lookup speculative decoding drafting this many tokens
     draft_model: str = ""  # a model name: it drafts draft_tokens tokens for the slow model ("" = off)
     draft_tokens: int = 4
-    copy_penalty: float = 5.0  # > 0: logits taken from tokens that would extend a 6-token copy of the prompt (own words)
+    copy_penalty: float = 5.0  # > 0: logits taken from tokens that would extend a 5-word copy of the prompt (own words)
     flash_attn: bool = True  # llama.cpp flash attention: prompts evaluate ~9% faster on this CPU (RESULTS, issue 12)
     slow_rerank: bool = True  # slow mode reorders its candidates with the cross-encoder
     sub_questions: bool = True  # slow mode retrieves for each part of a compound question too

@@ -97,7 +97,8 @@ def evaluate_answers(ask: Callable[[str], Answer], mode: str, qa: list[dict],
             if "decode_tokens_per_s" in a.timings:
                 tps.append(a.timings["decode_tokens_per_s"])
         row_out = {"question": row["question"], "answerable": True, "mode": a.mode, "abstained": a.abstained,
-                   "seconds": a.timings.get("total_ms", 0) / 1000, "reason": a.reason, "evidence": a.evidence}
+                   "seconds": a.timings.get("total_ms", 0) / 1000, "reason": a.reason, "evidence": a.evidence,
+                   "timings": dict(a.timings)}
         rows.append(row_out)
         if a.abstained:
             false_abst += 1
@@ -126,7 +127,8 @@ def evaluate_answers(ask: Callable[[str], Answer], mode: str, qa: list[dict],
         times.append(a.timings.get("total_ms", 0) / 1000)
         abst += a.abstained
         rows.append({"question": row["question"], "answerable": False, "mode": a.mode, "abstained": a.abstained,
-                     "seconds": a.timings.get("total_ms", 0) / 1000, "reason": a.reason, "evidence": a.evidence})
+                     "seconds": a.timings.get("total_ms", 0) / 1000, "reason": a.reason, "evidence": a.evidence,
+                     "timings": dict(a.timings)})
     n, u = len(qa), len(unanswerable)
     return AnswerEval(
         mode=mode, answerable=n, unanswerable=u,

@@ -74,6 +74,9 @@ def test_answer_evaluation_with_tiny_model(built_engine, tmp_path):
     assert fast.answerable == 1 and fast.unanswerable == 1
     assert fast.abstention == 1.0
     assert fast.cites_source in (0.0, 1.0) and 0.0 <= fast.token_f1 <= 1.0
+    # each question's row says where its time went, as the answer's timings do
+    assert [r["answerable"] for r in fast.per_question] == [True, False]
+    assert all(r["timings"]["total_ms"] == pytest.approx(r["seconds"] * 1000) for r in fast.per_question)
 
 
 def test_page_and_naive_engines_and_per_site_table(built_engine, tmp_path):
