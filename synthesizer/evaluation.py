@@ -80,6 +80,13 @@ def _p95(values: list[float]) -> float:
     return round(sorted(values)[min(len(values) - 1, int(len(values) * 0.95))], 2) if values else 0.0
 
 
+def _row(question: str, answerable: bool, a: Answer) -> dict:
+    """One question's line of the report: how it was answered, and where its time went."""
+    return {"question": question, "answerable": answerable, "mode": a.mode, "abstained": a.abstained,
+            "seconds": a.timings.get("total_ms", 0) / 1000, "reason": a.reason, "evidence": a.evidence,
+            "timings": dict(a.timings)}
+
+
 def evaluate_answers(ask: Callable[[str], Answer], mode: str, qa: list[dict],
                      unanswerable: list[dict], page_text: Callable[[str], str] | None = None) -> AnswerEval:
     """Ask every question in `mode` and aggregate the metrics. `page_text(url)` gives a cited
@@ -96,9 +103,7 @@ def evaluate_answers(ask: Callable[[str], Answer], mode: str, qa: list[dict],
             first.append(a.timings["first_token_ms"])
             if "decode_tokens_per_s" in a.timings:
                 tps.append(a.timings["decode_tokens_per_s"])
-        row_out = {"question": row["question"], "answerable": True, "mode": a.mode, "abstained": a.abstained,
-                   "seconds": a.timings.get("total_ms", 0) / 1000, "reason": a.reason, "evidence": a.evidence,
-                   "timings": dict(a.timings)}
+        row_out = _row(row["question"], True, a)
         rows.append(row_out)
         if a.abstained:
             false_abst += 1
@@ -126,9 +131,7 @@ def evaluate_answers(ask: Callable[[str], Answer], mode: str, qa: list[dict],
         used[a.mode] += 1
         times.append(a.timings.get("total_ms", 0) / 1000)
         abst += a.abstained
-        rows.append({"question": row["question"], "answerable": False, "mode": a.mode, "abstained": a.abstained,
-                     "seconds": a.timings.get("total_ms", 0) / 1000, "reason": a.reason, "evidence": a.evidence,
-                     "timings": dict(a.timings)})
+        rows.append(_row(row["question"], False, a))
     n, u = len(qa), len(unanswerable)
     return AnswerEval(
         mode=mode, answerable=n, unanswerable=u,

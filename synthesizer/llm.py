@@ -82,7 +82,7 @@ def _spellings(llama) -> dict[str, list[int]]:
     key = f"{n}:" + llama.detokenize(list(range(0, n, max(1, n // 64)))).decode("utf-8", "replace")
     if key not in _SPELLINGS:
         out: dict[str, list[int]] = {}
-        for t in range(llama.n_vocab()):
+        for t in range(n):
             text = llama.detokenize([t]).decode("utf-8", "ignore").strip().lower()
             if text:
                 out.setdefault(text, []).append(t)
